@@ -1,0 +1,132 @@
+"""Conjugate gradients for ``(A + damping I) x = b`` (Newton-type steps)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..operators.base import CurvatureOperator
+
+__all__ = ["cg", "CGResult"]
+
+
+@dataclass(frozen=True)
+class CGResult:
+    """Result of :func:`cg`.
+
+    Attributes
+    ----------
+    x : Tensor
+        The (approximate) solution.
+    num_iter : int
+        CG iterations done (one operator product each).
+    residual_norm : float
+        ``||b - (A + damping I) x||`` at the end (the recursively updated residual).
+    converged : bool
+        ``residual_norm <= tol * ||b||``.
+    indefinite : bool
+        CG met a direction of non-positive curvature ``p^T (A + damping I) p <= 0`` and stopped
+        there; ``x`` is then the last iterate before that direction (not a solution).
+    """
+
+    x: Tensor
+    num_iter: int
+    residual_norm: float
+    converged: bool
+    indefinite: bool
+
+
+def cg(
+    op: CurvatureOperator,
+    b: Tensor,
+    *,
+    damping: float = 0.0,
+    tol: float = 1e-8,
+    max_iter: int | None = None,
+    x0: Tensor | None = None,
+) -> CGResult:
+    r"""Solve :math:`(A + \text{damping}\, I) x = b` by conjugate gradients.
+
+    CG needs a positive-definite system. If it finds a direction ``p`` with
+    ``p^T (A + damping I) p <= 0`` it stops and reports ``indefinite=True`` instead of returning
+    a meaningless iterate (truncated-Newton methods use the iterate reached up to there).
+
+    Parameters
+    ----------
+    op
+        Any :class:`~curvlab.operators.CurvatureOperator` (or anything with ``@``, ``shape``,
+        ``dtype`` and ``device``).
+    b
+        Right-hand side, shape ``(n,)``.
+    damping
+        Non-negative shift added to the diagonal.
+    tol
+        Relative tolerance on the residual norm, ``||r|| <= tol ||b||``.
+    max_iter
+        Iteration cap (default ``n``, at most 10 n for safety).
+    x0
+        Starting point (default zero).
+
+    Returns
+    -------
+    CGResult
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab import DenseOperator, cg
+    >>> A = DenseOperator(torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64))
+    >>> res = cg(A, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    >>> res.converged, torch.allclose(A.matrix @ res.x, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    (True, True)
+    """
+    n = op.shape[0]
+    if b.dim() != 1 or b.shape[0] != n:
+        raise ValueError(f"b must have shape ({n},), got {tuple(b.shape)}.")
+    if damping < 0 or not math.isfinite(damping):
+        raise ValueError(f"damping must be a finite non-negative number, got {damping}.")
+    if tol <= 0:
+        raise ValueError(f"tol must be positive, got {tol}.")
+    if max_iter is None:
+        max_iter = n
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    if not torch.isfinite(b).all():
+        raise ValueError("b has NaN or Inf entries.")
+
+    def apply(v):
+        out = op @ v
+        return out + damping * v if damping else out
+
+    x = torch.zeros_like(b) if x0 is None else x0.clone()
+    r = b - apply(x) if x0 is not None else b.clone()
+    num_iter = 1 if x0 is not None else 0
+    b_norm = torch.linalg.vector_norm(b)
+    if b_norm == 0:
+        return CGResult(torch.zeros_like(b), 0, 0.0, True, False)
+    threshold = tol * b_norm
+    p = r.clone()
+    rr = r @ r
+    indefinite = False
+    for _ in range(max_iter):
+        if torch.sqrt(rr) <= threshold:
+            break
+        Ap = apply(p)
+        num_iter += 1
+        pAp = p @ Ap
+        if not torch.isfinite(pAp):
+            raise ValueError("the operator returned NaN or Inf during CG.")
+        if pAp <= 0:
+            indefinite = True
+            break
+        alpha = rr / pAp
+        x = x + alpha * p
+        r = r - alpha * Ap
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    res = float(torch.sqrt(rr))
+    return CGResult(x, num_iter, res, (not indefinite) and res <= float(threshold), indefinite)
