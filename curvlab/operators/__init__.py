@@ -2,6 +2,10 @@
 
 from .base import CurvatureOperator, IdentityOperator, ScaledOperator, SumOperator
 from .dense import DenseOperator
+from .empirical import EmpiricalRiskOperator
+from .fisher import EmpiricalFisherOperator
+from .ggn import GGNOperator
+from .hessian import HessianOperator
 
 __all__ = [
     "CurvatureOperator",
@@ -9,4 +13,8 @@ __all__ = [
     "SumOperator",
     "ScaledOperator",
     "DenseOperator",
+    "EmpiricalRiskOperator",
+    "HessianOperator",
+    "GGNOperator",
+    "EmpiricalFisherOperator",
 ]

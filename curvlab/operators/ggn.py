@@ -1,0 +1,127 @@
+"""The generalized Gauss-Newton matrix and the Monte-Carlo Fisher."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.func import jvp, vjp
+
+from ._losses import (
+    check_ggn_supported,
+    check_known,
+    mc_fisher_output_product,
+    output_hessian_product,
+    sample_output_gradients,
+)
+from .empirical import EmpiricalRiskOperator, vjp_batched
+from .hessian import call_functional, vmap_or_loop
+
+__all__ = ["GGNOperator"]
+
+
+def resolve_seed(seed) -> int:
+    """An int seed from ``None`` (fresh OS entropy, not the global RNG), an int or a Generator."""
+    if seed is None:
+        return int.from_bytes(os.urandom(8), "little") >> 2
+    if isinstance(seed, torch.Generator):
+        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(
+            f"seed must be None, an int or a torch.Generator, got {type(seed).__name__}."
+        )
+    return seed
+
+
+class GGNOperator(EmpiricalRiskOperator):
+    r"""Generalized Gauss-Newton matrix :math:`G = \sum_n J_n^\top H_n J_n` (or its MC Fisher).
+
+    ``J_n`` is the Jacobian of the network output for sample ``n`` with respect to the
+    parameters and ``H_n`` the Hessian of the loss with respect to that output. For
+    cross-entropy, MSE and BCE-with-logits the GGN equals the Fisher information matrix of the
+    model's predictive distribution.
+
+    Parameters
+    ----------
+    model, loss_fn, data, params, mode, check_deterministic
+        As in :class:`~curvlab.HessianOperator`. The exact GGN works with any twice
+        differentiable loss (closed forms for ``nn.CrossEntropyLoss``, ``nn.MSELoss`` and
+        ``nn.BCEWithLogitsLoss``, autograd otherwise).
+    mc_samples
+        ``0`` (default): the exact GGN. ``m > 0``: the Monte-Carlo Fisher
+        :math:`\frac{1}{m}\sum_j J^\top s_j s_j^\top J` with ``m`` labels sampled per input
+        from the model's predictive distribution (``s_j`` the gradient of the loss at the
+        sampled label), an unbiased estimate of the GGN. The same samples serve every
+        product, so the operator is a fixed symmetric matrix.
+    seed
+        Seed of the label samples (int or ``torch.Generator``); stored as ``self.seed``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import curvlab as cl
+    >>> model = nn.Linear(4, 3)
+    >>> data = [(torch.randn(16, 4), torch.randint(0, 3, (16,)))]
+    >>> G = cl.GGNOperator(model, nn.CrossEntropyLoss(), data)
+    >>> bool(torch.linalg.eigvalsh(G.to_dense()).min() > -1e-6)
+    True
+    """
+
+    def __init__(
+        self,
+        model,
+        loss_fn,
+        data,
+        *,
+        params=None,
+        mode="rev-rev",
+        check_deterministic=True,
+        mc_samples: int = 0,
+        seed=None,
+    ):
+        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
+            raise ValueError(f"mc_samples must be a non-negative int, got {mc_samples!r}.")
+        if mc_samples > 0:
+            check_known(loss_fn, "The Monte-Carlo Fisher (mc_samples > 0)")
+        check_ggn_supported(loss_fn)
+        self.mc_samples = mc_samples
+        self.seed = resolve_seed(seed) if mc_samples > 0 else None
+        super().__init__(
+            model, loss_fn, data, params=params, mode=mode, check_deterministic=check_deterministic
+        )
+
+    def _output_product(self, out, y, M, w, i):
+        if self.mc_samples == 0:
+            return w * output_hessian_product(self.loss_fn, out, y, M)
+        gen = torch.Generator(device=out.device)
+        gen.manual_seed((self.seed * 1_000_003 + i) % (2**63 - 1))
+        S = sample_output_gradients(self.loss_fn, out, self.mc_samples, gen)
+        return w * mc_fisher_output_product(self.loss_fn, out, y, S, M)
+
+    def _batch_matmat(self, X, y, w, i, V, k):
+        if self.mode == "rev-rev":
+            out = self.forward(X)
+            self.batch_loss(out, y, i)  # validates the loss on this batch
+            u = torch.zeros_like(out, requires_grad=True)
+            gu = torch.autograd.grad(
+                out, self.params, u, create_graph=True, allow_unused=True, materialize_grads=True
+            )
+            (jv,) = vjp_batched(list(gu), [u], V, k, retain_graph=True)  # (k, *out.shape)
+            hjv = self._output_product(out, y, jv, w, i)
+            return vjp_batched([out], self.params, [hjv], k, retain_graph=False)
+
+        pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
+
+        def fmodel(pd):
+            return call_functional(self, pd, X)
+
+        out, pullback = vjp(fmodel, pdict)
+        self.batch_loss(out, y, i)
+
+        def ggn_one(vd):
+            jv = jvp(fmodel, (pdict,), (vd,))[1]
+            return pullback(self._output_product(out, y, jv, w, i))[0]
+
+        res = vmap_or_loop(ggn_one, dict(zip(self.param_names, V)), k, self)
+        return [res[n] for n in self.param_names]
