@@ -99,7 +99,7 @@ class EmpiricalRiskOperator(CurvatureOperator):
         self.mode = mode
         self.param_names = names
         self.params = tensors
-        if isinstance(data, Iterator) or iter(data) is data:
+        if isinstance(data, Iterator):
             raise TypeError(
                 "data is a one-shot iterator; operators pass over the data many times: "
                 "pass a list of (X, y) batches or a DataLoader."
@@ -148,9 +148,18 @@ class EmpiricalRiskOperator(CurvatureOperator):
             return self.model(*X)
         return self.model(X)
 
-    def batch_loss(self, out: Tensor, y, i: int) -> Tensor:
-        """``loss_fn(out, y)`` checked to be a finite scalar."""
-        loss = self.loss_fn(out, y)
+    def batch_loss(self, out: Tensor, y, i: int, *, functional: bool = False) -> Tensor:
+        """``loss_fn(out, y)`` checked to be a scalar.
+
+        With ``functional=True`` (inside ``torch.func`` forward-mode transforms) ``nn.MSELoss``
+        is written out explicitly: ``F.mse_loss`` fails under forward-over-reverse on some torch
+        versions ("ZeroTensors are immutable").
+        """
+        if functional and isinstance(self.loss_fn, nn.MSELoss) and isinstance(y, Tensor):
+            sq = (out - y) ** 2
+            loss = sq.mean() if self.reduction == "mean" else sq.sum()
+        else:
+            loss = self.loss_fn(out, y)
         if not isinstance(loss, Tensor) or loss.numel() != 1:
             shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
             raise ValueError(

@@ -86,10 +86,18 @@ class HessianOperator(EmpiricalRiskOperator):
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
         def f(pd):
-            return w * self.batch_loss(call_functional(self, pd, X), y, i)
+            return w * self.batch_loss(call_functional(self, pd, X), y, i, functional=True)
 
         def hvp_one(vd):
-            return jvp(grad(f), (pdict,), (vd,))[1]
+            try:
+                return jvp(grad(f), (pdict,), (vd,))[1]
+            except RuntimeError as err:
+                if "ZeroTensors are immutable" in str(err):
+                    raise RuntimeError(
+                        "forward-over-reverse failed inside loss_fn on this torch version "
+                        "(a known torch.func limitation, e.g. F.mse_loss): use mode='rev-rev'."
+                    ) from err
+                raise
 
         out = vmap_or_loop(hvp_one, dict(zip(self.param_names, V)), k, self)
         return [out[n] for n in self.param_names]

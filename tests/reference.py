@@ -1,0 +1,87 @@
+"""Independent dense references for the operator tests (float64, small problems).
+
+Nothing here uses curvlab's product code: the references come from ``torch.func.hessian``,
+``torch.func.jacrev`` and per-sample loops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call, hessian, jacrev
+
+
+def flat_params(model, names=None):
+    named = dict(model.named_parameters())
+    names = names or list(named)
+    return names, torch.cat([named[n].detach().reshape(-1) for n in names])
+
+
+def _split(flat, model, names):
+    named = dict(model.named_parameters())
+    out, start = {}, 0
+    for n in names:
+        p = named[n]
+        out[n] = flat[start : start + p.numel()].view_as(p)
+        start += p.numel()
+    return out
+
+
+def risk_fn(model, loss_fn, data, names=None):
+    """Flat-parameter function of the full-data risk, written from scratch (one big batch)."""
+    names, _ = flat_params(model, names)
+    X = torch.cat([b[0] for b in data])
+    y = torch.cat([b[1] for b in data])
+
+    def f(flat):
+        out = functional_call(model, _split(flat, model, names), (X,))
+        return loss_fn(out, y)
+
+    return f
+
+
+def dense_hessian(model, loss_fn, data, names=None):
+    names, theta = flat_params(model, names)
+    return hessian(risk_fn(model, loss_fn, data, names))(theta)
+
+
+def dense_ggn(model, loss_fn, data, names=None):
+    """``J^T H_out J`` over the concatenated data, from dense Jacobians."""
+    names, theta = flat_params(model, names)
+    X = torch.cat([b[0] for b in data])
+    y = torch.cat([b[1] for b in data])
+
+    def out_fn(flat):
+        return functional_call(model, _split(flat, model, names), (X,))
+
+    out = out_fn(theta)
+    J = jacrev(out_fn)(theta).reshape(out.numel(), -1)
+    H_out = hessian(lambda o: loss_fn(o.reshape(out.shape), y))(out.reshape(-1).detach())
+    return J.T @ H_out @ J
+
+
+def per_sample_loss(loss_fn, out_n, y_n, num_data):
+    """Sample n's loss ``ell_n`` with ``L = (1/N) sum ell_n`` (mean) or ``L = sum ell_n`` (sum)."""
+    red = loss_fn.reduction
+    single = type(loss_fn)(reduction="sum")
+    val = single(out_n.unsqueeze(0), y_n.unsqueeze(0))
+    if red == "mean" and isinstance(loss_fn, nn.MSELoss | nn.BCEWithLogitsLoss):
+        val = val / out_n.numel()  # these losses also average over the output entries
+    return val
+
+
+def dense_empirical_fisher(model, loss_fn, data, names=None):
+    names, theta = flat_params(model, names)
+    X = torch.cat([b[0] for b in data])
+    y = torch.cat([b[1] for b in data])
+    N = X.shape[0]
+    F = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype)
+    for n in range(N):
+
+        def ln(flat, n=n):
+            out = functional_call(model, _split(flat, model, names), (X[n : n + 1],))[0]
+            return per_sample_loss(loss_fn, out, y[n], N)
+
+        g = torch.func.grad(ln)(theta)
+        F += torch.outer(g, g)
+    return F / N if loss_fn.reduction == "mean" else F
