@@ -37,6 +37,12 @@ numpydoc_class_members_toctree = False
 numpydoc_validation_checks = set()
 
 templates_path = ["_templates"]
+nitpicky = True
+# references into other projects resolve through intersphinx only when it is enabled (network)
+nitpick_ignore_regex = [
+    (r"py:.*", r"(scipy|numpy|np|torch|matplotlib|optional|callable|iterable|array[-_]like)(\..*)?"),
+    (r"py:.*", r"(Tensor|Module|Generator|Figure|Axes|Axes3D|LinearOperator|DataLoader)"),
+]
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "**.ipynb_checkpoints", "sg_execution_times.rst"]
 
 intersphinx_mapping = {
@@ -59,7 +65,7 @@ warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is c
 sphinx_gallery_conf = {
     "examples_dirs": ["../examples"],
     "gallery_dirs": ["auto_examples"],
-    "filename_pattern": r"/plot_",
+    "filename_pattern": os.environ.get("CURVLAB_GALLERY_PATTERN", r"/plot_"),
     "ignore_pattern": r"(__init__|_common|distributed_)",
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,

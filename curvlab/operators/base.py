@@ -24,7 +24,7 @@ __all__ = [
 class CurvatureOperator:
     """Base class: a symmetric ``n x n`` linear operator on flat parameter vectors.
 
-    Subclasses implement :meth:`_matmat` (``(n, k) -> (n, k)``). The base class validates
+    Subclasses implement ``_matmat`` (``(n, k) -> (n, k)``). The base class validates
     inputs, handles vectors and matrices, counts products (``num_matvecs`` counts columns), and
     provides the algebra ``op1 + op2``, ``c * op``, ``op + s * I`` (see
     :class:`IdentityOperator` and :meth:`shift`), :meth:`to_dense` and :meth:`to_scipy`.

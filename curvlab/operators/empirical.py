@@ -50,7 +50,7 @@ def _batch_size(X, y) -> int:
 class EmpiricalRiskOperator(CurvatureOperator):
     """A curvature operator of the empirical risk of ``model`` under ``loss_fn`` over ``data``.
 
-    Subclasses implement :meth:`_batch_matmat`, the contribution of one batch (already
+    Subclasses implement ``_batch_matmat``, the contribution of one batch (already
     weighted) to ``op @ V``. This class selects parameters, validates and counts the data,
     runs the determinism check, moves batches to the parameters' device, sums contributions
     and checks that products are finite.
