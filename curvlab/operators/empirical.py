@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 import torch
 from torch import Tensor, nn
 
+from .._distributed import all_reduce_checked, resolve_group, unwrap_ddp
 from .._params import flatten, select_params, unflatten
 from ._losses import reduction_of
 from .base import CurvatureOperator
@@ -68,6 +69,12 @@ class EmpiricalRiskOperator(CurvatureOperator):
         Parameter selection (see :func:`curvlab._params.select_params`).
     check_deterministic
         Run two passes over the data at construction and raise if they disagree.
+    process_group
+        ``torch.distributed`` group for data-parallel curvature: each rank passes its own
+        shard as ``data``; sample counts, losses, gradients and products are summed over the
+        group (one ``all_reduce`` of ``n * k`` numbers per product), so every rank holds the
+        full-data product. ``None`` (default): single process, unless ``model`` is wrapped in
+        ``DistributedDataParallel``, whose group is then used.
     """
 
     def __init__(
@@ -79,9 +86,16 @@ class EmpiricalRiskOperator(CurvatureOperator):
         params=None,
         mode: str = "rev-rev",
         check_deterministic: bool = True,
+        process_group=None,
     ):
         if mode not in ("rev-rev", "fwd-rev"):
             raise ValueError(f"mode must be 'rev-rev' or 'fwd-rev', got {mode!r}.")
+        self.process_group = resolve_group(model, process_group)
+        model = unwrap_ddp(model)
+        if isinstance(params, str):
+            params = [params]
+        if isinstance(params, list | tuple) and params and isinstance(params[0], str):
+            params = [p[len("module.") :] if p.startswith("module.") else p for p in params]
         names, tensors = select_params(model, params)
         dtype, device = tensors[0].dtype, tensors[0].device
         for n_, p in zip(names, tensors):
@@ -105,10 +119,20 @@ class EmpiricalRiskOperator(CurvatureOperator):
                 "pass a list of (X, y) batches or a DataLoader."
             )
         self.data = data
-        self._batch_sizes = [self._validate_batch(b, i)[2] for i, b in enumerate(data)]
-        if not self._batch_sizes or sum(self._batch_sizes) == 0:
+        error, sizes = None, []
+        try:
+            sizes = [self._validate_batch(b, i)[2] for i, b in enumerate(data)]
+        except (TypeError, ValueError) as err:
+            error = err
+        count = torch.tensor([float(sum(sizes))], dtype=torch.float64, device=device)
+        all_reduce_checked([count], error, self.process_group)
+        self._batch_sizes = sizes
+        if count.item() == 0:
             raise ValueError("data is empty: pass at least one non-empty (X, y) batch.")
-        self.num_data = sum(self._batch_sizes)
+        #: number of samples over all ranks (the denominator of the empirical risk)
+        self.num_data = int(count.item())
+        #: number of samples of this rank's shard
+        self.num_local_data = sum(sizes)
         self._warn_train_mode()
         if check_deterministic:
             self._check_deterministic()
@@ -134,9 +158,9 @@ class EmpiricalRiskOperator(CurvatureOperator):
             total += b
             w = b / self.num_data if self.reduction == "mean" else 1.0
             yield i, _to_device(X, self.device), _to_device(y, self.device), w
-        if total != self.num_data:
+        if total != self.num_local_data:
             raise ValueError(
-                f"the data held {self.num_data} samples at construction but {total} now: "
+                f"the data held {self.num_local_data} samples at construction but {total} now: "
                 "keep the data fixed (no drop_last with a changing size, no streaming)."
             )
 
@@ -183,19 +207,24 @@ class EmpiricalRiskOperator(CurvatureOperator):
 
     def loss_and_gradient(self) -> tuple[Tensor, Tensor]:
         """The empirical risk and its gradient (flat), one pass over the data."""
-        total = torch.zeros((), dtype=self.dtype, device=self.device)
+        total = torch.zeros(1, dtype=self.dtype, device=self.device)
         grad = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
-        for i, X, y, w in self._batches():
-            with torch.enable_grad():
-                loss = w * self.batch_loss(self.forward(X), y, i)
-                if not torch.isfinite(loss):
-                    raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}).")
-                g = torch.autograd.grad(
-                    loss, self.params, allow_unused=True, materialize_grads=True
-                )
-            total = total + loss.detach()
-            grad += flatten(g)
-        return total, grad
+        error = None
+        try:
+            for i, X, y, w in self._batches():
+                with torch.enable_grad():
+                    loss = w * self.batch_loss(self.forward(X), y, i)
+                    if not torch.isfinite(loss):
+                        raise ValueError(f"the loss is not finite on batch {i} ({loss.item()}).")
+                    g = torch.autograd.grad(
+                        loss, self.params, allow_unused=True, materialize_grads=True
+                    )
+                total += loss.detach()
+                grad += flatten(g)
+        except (TypeError, ValueError, RuntimeError) as err:
+            error = err
+        all_reduce_checked([total, grad], error, self.process_group)
+        return total[0], grad
 
     def _check_deterministic(self):
         l1, g1 = self.loss_and_gradient()
@@ -244,16 +273,21 @@ class EmpiricalRiskOperator(CurvatureOperator):
         k = V.shape[1]
         Vs = unflatten(V, self.params)
         out = torch.zeros_like(V)
-        for i, X, y, w in self._batches():
-            with torch.enable_grad():
-                parts = self._batch_matmat(X, y, w, i, Vs, k)
-            contrib = torch.cat([p.reshape(k, -1) for p in parts], dim=1).T
-            if not torch.isfinite(contrib).all():
-                raise ValueError(
-                    f"the product is not finite on batch {i}: check that batch for NaN/Inf inputs "
-                    "or a diverged model."
-                )
-            out += contrib
+        error = None
+        try:
+            for i, X, y, w in self._batches():
+                with torch.enable_grad():
+                    parts = self._batch_matmat(X, y, w, i, Vs, k)
+                contrib = torch.cat([p.reshape(k, -1) for p in parts], dim=1).T
+                if not torch.isfinite(contrib).all():
+                    raise ValueError(
+                        f"the product is not finite on batch {i}: check that batch for NaN/Inf "
+                        "inputs or a diverged model."
+                    )
+                out += contrib
+        except (TypeError, ValueError, RuntimeError) as err:
+            error = err
+        all_reduce_checked([out], error, self.process_group)
         return out
 
 

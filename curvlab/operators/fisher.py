@@ -38,11 +38,25 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
     """
 
     def __init__(
-        self, model, loss_fn, data, *, params=None, mode="rev-rev", check_deterministic=True
+        self,
+        model,
+        loss_fn,
+        data,
+        *,
+        params=None,
+        mode="rev-rev",
+        check_deterministic=True,
+        process_group=None,
     ):
         check_known(loss_fn, "EmpiricalFisherOperator")
         super().__init__(
-            model, loss_fn, data, params=params, mode=mode, check_deterministic=check_deterministic
+            model,
+            loss_fn,
+            data,
+            params=params,
+            mode=mode,
+            check_deterministic=check_deterministic,
+            process_group=process_group,
         )
 
     def _scale(self, w: float, batch: int) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.distributed as dist
 from torch.func import jvp, vjp
 
 from ._losses import (
@@ -79,6 +80,7 @@ class GGNOperator(EmpiricalRiskOperator):
         check_deterministic=True,
         mc_samples: int = 0,
         seed=None,
+        process_group=None,
     ):
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples must be a non-negative int, got {mc_samples!r}.")
@@ -88,14 +90,21 @@ class GGNOperator(EmpiricalRiskOperator):
         self.mc_samples = mc_samples
         self.seed = resolve_seed(seed) if mc_samples > 0 else None
         super().__init__(
-            model, loss_fn, data, params=params, mode=mode, check_deterministic=check_deterministic
+            model,
+            loss_fn,
+            data,
+            params=params,
+            mode=mode,
+            check_deterministic=check_deterministic,
+            process_group=process_group,
         )
 
     def _output_product(self, out, y, M, w, i):
         if self.mc_samples == 0:
             return w * output_hessian_product(self.loss_fn, out, y, M)
         gen = torch.Generator(device=out.device)
-        gen.manual_seed((self.seed * 1_000_003 + i) % (2**63 - 1))
+        rank = 0 if self.process_group is None else dist.get_rank(self.process_group)
+        gen.manual_seed((self.seed * 1_000_003 + i * 7_919 + rank) % (2**63 - 1))
         S = sample_output_gradients(self.loss_fn, out, self.mc_samples, gen)
         return w * mc_fisher_output_product(self.loss_fn, out, y, S, M)
 
