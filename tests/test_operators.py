@@ -344,3 +344,32 @@ def test_cuda_operator_matches_cpu():
     gpu = cl.HessianOperator(gpu_model, nn.CrossEntropyLoss(), data)  # data moved to the device
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.to_dense().cpu(), cpu)
+
+
+@pytest.mark.parametrize("budget", [0.0, 1e-3, 256.0])
+def test_graph_cache_is_exact_and_follows_parameter_updates(budget):
+    model, data = make_problem("ce", "cnn", 3, 12, 4, [5, 7])
+    loss = nn.CrossEntropyLoss()
+    H = cl.HessianOperator(model, loss, data, graph_cache_mb=budget)
+    gen = torch.Generator().manual_seed(0)
+    V = torch.randn(H.shape[0], 3, generator=gen, dtype=DT)
+    first = H @ V
+    torch.testing.assert_close(H @ V, first, rtol=0, atol=0)  # reused graphs: same numbers
+    torch.testing.assert_close(H @ V[:, 0], first[:, 0], rtol=1e-12, atol=1e-14)
+    assert (len(H._graphs) == 2) == (budget == 256.0)
+    # an optimizer step changes the parameters in place: the operator follows them
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    opt.zero_grad()
+    loss(model(data[0][0]), data[0][1]).backward()
+    opt.step()
+    fresh = cl.HessianOperator(model, loss, data, graph_cache_mb=0)
+    torch.testing.assert_close(H @ V, fresh @ V, rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(fresh @ V, first)
+    H.clear_cache()
+    assert H._graph_bytes == 0
+
+
+def test_graph_cache_budget_must_be_non_negative():
+    model, data = make_problem("ce", "mlp", 3, 8, 0)
+    with pytest.raises(ValueError, match="graph_cache_mb"):
+        cl.HessianOperator(model, nn.CrossEntropyLoss(), data, graph_cache_mb=-1)

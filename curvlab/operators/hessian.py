@@ -60,6 +60,16 @@ class HessianOperator(EmpiricalRiskOperator):
         few losses (``F.mse_loss(reduction="mean")`` fails on torch 2.13).
     check_deterministic
         Check at construction that two passes over the data agree (raises otherwise).
+    process_group
+        ``torch.distributed`` group for data-parallel curvature (see
+        :class:`~curvlab.EmpiricalRiskOperator`).
+    graph_cache_mb
+        Memory budget (MiB) for keeping each batch's first-order gradient graph between
+        products in ``"rev-rev"`` mode. Estimators make many products at the same parameters;
+        with the graphs kept, a product costs one double-backward pass instead of a forward, a
+        backward and a double backward. Batches whose graphs do not fit are recomputed. The
+        graphs are dropped when a parameter changes in place (an optimizer step) or on
+        :meth:`clear_cache`; ``0`` turns reuse off.
 
     Examples
     --------
@@ -77,11 +87,86 @@ class HessianOperator(EmpiricalRiskOperator):
     True
     """
 
-    def _batch_matmat(self, X, y, w, i, V, k):
-        if self.mode == "rev-rev":
+    def __init__(
+        self,
+        model,
+        loss_fn,
+        data,
+        *,
+        params=None,
+        mode: str = "rev-rev",
+        check_deterministic: bool = True,
+        process_group=None,
+        graph_cache_mb: float = 256.0,
+    ):
+        if not graph_cache_mb >= 0:
+            raise ValueError(f"graph_cache_mb must be >= 0, got {graph_cache_mb}.")
+        self.graph_cache_mb = float(graph_cache_mb)
+        self._graphs: dict[int, list[Tensor]] = {}
+        self._graph_bytes = 0
+        self._graph_key = None
+        super().__init__(
+            model,
+            loss_fn,
+            data,
+            params=params,
+            mode=mode,
+            check_deterministic=check_deterministic,
+            process_group=process_group,
+        )
+
+    # -- first-order graph reuse (rev-rev) ----------------------------------------------------
+    def _params_key(self):
+        return tuple((p._version, p.data_ptr()) for p in self.params)
+
+    def clear_cache(self) -> None:
+        """Drop the first-order graphs kept for reuse (frees their memory)."""
+        self._graphs.clear()
+        self._graph_bytes = 0
+        self._graph_key = None
+
+    def _matmat(self, V):
+        if self.mode == "rev-rev" and self.graph_cache_mb > 0:
+            key = self._params_key()
+            if key != self._graph_key:  # parameters changed in place: graphs are stale
+                self.clear_cache()
+                self._graph_key = key
+        return super()._matmat(V)
+
+    def _gradient_graph(self, X, y, w, i):
+        """Batch ``i``'s gradient with its graph, and whether the graph is kept for reuse."""
+        if i in self._graphs:
+            return self._graphs[i], True
+        budget = self.graph_cache_mb * 2**20 - self._graph_bytes
+        if budget <= 0:
+            loss = w * self.batch_loss(self.forward(X), y, i)
+            return grad_with_graph(loss, self.params), False
+        saved = {"bytes": 0, "seen": set()}
+
+        def pack(t):
+            key = (t.data_ptr(), t.numel(), t.dtype)
+            if key not in saved["seen"]:
+                saved["seen"].add(key)
+                saved["bytes"] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             loss = w * self.batch_loss(self.forward(X), y, i)
             g = grad_with_graph(loss, self.params)
-            return vjp_batched(g, self.params, V, k, retain_graph=False)
+        if saved["bytes"] <= budget:
+            self._graphs[i] = g
+            self._graph_bytes += saved["bytes"]
+            return g, True
+        return g, False
+
+    def _batch_matmat(self, X, y, w, i, V, k):
+        if self.mode == "rev-rev":
+            if self.graph_cache_mb > 0:
+                g, keep = self._gradient_graph(X, y, w, i)
+            else:
+                loss = w * self.batch_loss(self.forward(X), y, i)
+                g, keep = grad_with_graph(loss, self.params), False
+            return vjp_batched(g, self.params, V, k, retain_graph=keep)
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
