@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check curvlab tests examples benchmarks
 
 bench: $(STAMP)
-	$(PIP) install --quiet -c constraints.txt --no-deps pyhessian curvlinops-for-pytorch hessian-eigenthings torch-optimizer
+	$(PIP) install --quiet -c constraints.txt --no-deps pyhessian curvlinops-for-pytorch hessian-eigenthings torch-optimizer pytorch-ranger backpack-for-pytorch einops einconv unfoldNd linear_operator jaxtyping
 	$(PY) -m benchmarks.run $(if $(filter 1,$(QUICK)),--quick,)
 
 clean:
