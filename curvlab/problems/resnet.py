@@ -1,0 +1,100 @@
+"""A small CIFAR-style ResNet (the stand-in for study B's ResNet18)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+__all__ = ["ResNet", "BasicBlock"]
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with BatchNorm and ReLU, plus the (projected) identity shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.bn1(self.conv1(x)).relu()
+        out = self.bn2(self.conv2(out))
+        return (out + self.shortcut(x)).relu()
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet: a 3x3 stem, stages of :class:`BasicBlock`, global average pooling.
+
+    ``ResNet(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))`` is the CIFAR ResNet18 of
+    study B; the defaults (``widths=(16, 32, 64)``, one block per stage, 76k parameters)
+    are a small version that trains on CPU in seconds. Every stage after the first halves the
+    resolution.
+
+    Parameters
+    ----------
+    in_channels
+        Channels of the input images.
+    num_classes
+        Size of the output.
+    widths
+        Channels of each stage.
+    blocks
+        Blocks per stage: an int (the same for every stage) or one int per stage.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.problems import ResNet
+    >>> ResNet(in_channels=1)(torch.zeros(2, 1, 16, 16)).shape
+    torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        widths: Sequence[int] = (16, 32, 64),
+        blocks: int | Sequence[int] = 1,
+    ):
+        super().__init__()
+        widths = tuple(widths)
+        bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w < 1]
+        if not widths or bad:
+            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}.")
+        blocks = (blocks,) * len(widths) if isinstance(blocks, int) else tuple(blocks)
+        if len(blocks) != len(widths) or any(b < 1 for b in blocks):
+            raise ValueError(
+                f"blocks must be a positive int or one positive int per stage ({len(widths)}), "
+                f"got {blocks!r}."
+            )
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(),
+        )
+        stages = []
+        c_in = widths[0]
+        for i, (w, b) in enumerate(zip(widths, blocks, strict=True)):
+            layers = []
+            for j in range(b):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(BasicBlock(c_in, w, stride))
+                c_in = w
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c_in, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stages(self.stem(x))
+        return self.fc(self.pool(x).flatten(1))
