@@ -1,0 +1,754 @@
+r"""Loss landscapes: directions in parameter space, 1D and 2D slices, interpolation.
+
+A *direction* is a perturbation of the selected parameters, given either as
+
+* a flat tensor of shape ``(n,)`` in the order of
+  :func:`curvlab._params.select_params` (the order of ``model.named_parameters()``
+  restricted to the selected parameters; ``params=None`` selects every trainable parameter), or
+* a list of tensors shaped like the selected parameters.
+
+Functions that take several directions (:func:`surface`) accept a list of such directions or a
+matrix ``(n, k)`` whose columns are the directions (the layout of curvlab's estimators, such as
+``EigenResult.eigenvectors``). The functions that build directions
+(:func:`random_directions`, :func:`eigen_directions`) return a list of flat tensors.
+
+A slice evaluates the empirical risk ``L(theta + a d1 + b d2)`` over ``data`` (any re-iterable
+of ``(X, y)`` batches; the batch-size-weighted mean of ``loss_fn`` for mean-reduced losses, the
+sum for ``reduction="sum"``), in eval mode and without gradients. The model is left exactly as
+it was: the moved parameters (and, for :func:`interpolate`, buffers) are restored bit for bit
+from saved copies, also when ``loss_fn`` raises, and each module's train/eval flag is restored;
+in eval mode BatchNorm running statistics are not updated.
+
+References
+----------
+Li, Xu, Taylor, Studer, Goldstein (2018), *Visualizing the loss landscape of neural nets*
+(filter normalization). Goodfellow, Vinyals, Saxe (2015), *Qualitatively characterizing neural
+network optimization problems* (linear interpolation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from numbers import Integral
+
+import torch
+from torch import Tensor, nn
+
+from ._params import flatten, select_params, unflatten
+
+__all__ = [
+    "random_directions",
+    "eigen_directions",
+    "line",
+    "surface",
+    "interpolate",
+    "LandscapeLine",
+    "LandscapeSurface",
+]
+
+Direction = Tensor | Sequence[Tensor]
+Seed = int | torch.Generator | None
+
+
+# -- results -------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class LandscapeLine:
+    """The loss along a line ``theta + a d`` (or along an interpolation path).
+
+    Attributes
+    ----------
+    coords : Tensor
+        ``(steps,)`` coordinates ``a`` (float64, CPU).
+    loss : Tensor
+        ``(steps,)`` loss at each coordinate (float64, CPU).
+    metrics : dict of str to Tensor
+        ``(steps,)`` value of each metric passed in ``metrics=`` (same weighting as the loss).
+    direction_norm : float
+        Euclidean norm of the direction (for :func:`interpolate`, of ``theta_b - theta_a``).
+    num_data : int
+        Number of samples every point averages over.
+    """
+
+    coords: Tensor
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+    direction_norm: float = float("nan")
+    num_data: int = 0
+
+    @property
+    def alphas(self) -> Tensor:
+        """Alias of ``coords``."""
+        return self.coords
+
+
+@dataclass(frozen=True, eq=False)
+class LandscapeSurface:
+    """The loss on a grid ``theta + a d1 + b d2``.
+
+    Attributes
+    ----------
+    coords : tuple of Tensor
+        ``(a, b)``, the ``(steps_a,)`` and ``(steps_b,)`` coordinates along ``d1`` and ``d2``.
+    loss : Tensor
+        ``(steps_a, steps_b)``: ``loss[i, j]`` is the loss at ``theta + a[i] d1 + b[j] d2``
+        (``"ij"`` indexing, as ``torch.meshgrid(a, b, indexing="ij")``).
+    metrics : dict of str to Tensor
+        Metric values on the same grid.
+    direction_norms : tuple of float
+        Norms of ``d1`` and ``d2``.
+    num_data : int
+        Number of samples every point averages over.
+    """
+
+    coords: tuple[Tensor, Tensor]
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+    direction_norms: tuple[float, float] = (float("nan"), float("nan"))
+    num_data: int = 0
+
+    def meshgrid(self) -> tuple[Tensor, Tensor]:
+        """``(A, B)`` with ``A[i, j] = a[i]`` and ``B[i, j] = b[j]``, the shape of ``loss``."""
+        return torch.meshgrid(self.coords[0], self.coords[1], indexing="ij")
+
+
+# -- randomness ----------------------------------------------------------------------------
+def _generator(seed: Seed) -> tuple[torch.Generator, int | torch.Generator]:
+    """A generator from ``seed``; ``None`` draws a fresh seed from the OS (not the global RNG)."""
+    if isinstance(seed, torch.Generator):
+        return seed, seed
+    if seed is None:
+        seed = int.from_bytes(os.urandom(8), "little") >> 1
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(
+            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+        )
+    seed = int(seed)
+    g = torch.Generator(device="cpu")
+    g.manual_seed(seed)
+    return g, seed
+
+
+# -- directions ----------------------------------------------------------------------------
+_NORMALIZATIONS = ("filter", "layer", None)
+_IGNORES = ("biasbn", None)
+
+
+def random_directions(
+    model: nn.Module,
+    *,
+    num: int = 2,
+    normalization: str | None = "filter",
+    ignore: str | None = "biasbn",
+    seed: Seed = None,
+    params=None,
+) -> list[Tensor]:
+    r"""Gaussian random directions, filter-normalized as in Li et al. (2018) by default.
+
+    Each direction starts as i.i.d. standard normal entries, one per selected parameter entry,
+    then, parameter tensor by parameter tensor:
+
+    * tensors with one dimension or none (biases, BatchNorm and LayerNorm weights) are set to
+      zero with ``ignore="biasbn"``, and to a copy of the weights with ``ignore=None`` (as in
+      the reference implementation);
+    * ``normalization="filter"``: every filter ``d[i]`` (slice along the first, output
+      dimension: a convolution kernel, a row of a linear layer) is scaled to the norm of the
+      matching weight slice, ``d[i] <- d[i] ||w[i]|| / ||d[i]||``;
+    * ``normalization="layer"``: the whole tensor is scaled to the norm of the weight tensor;
+    * ``normalization=None``: left as drawn.
+
+    Parameters
+    ----------
+    model
+        The model; its current parameters set the filter norms.
+    num
+        Number of directions.
+    normalization
+        ``"filter"`` (default), ``"layer"`` or ``None``.
+    ignore
+        ``"biasbn"`` (default) or ``None``.
+    seed
+        An int or a ``torch.Generator``. Numbers are drawn on the CPU, so one seed gives the
+        same directions on every device. ``None`` draws a fresh seed.
+    params
+        Parameter selection (see :func:`curvlab._params.select_params`); default: all
+        trainable parameters.
+
+    Returns
+    -------
+    list of Tensor
+        ``num`` flat directions of shape ``(n,)``, on the parameters' device and dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import random_directions
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))
+    >>> d1, d2 = random_directions(model, seed=0)
+    >>> d1.shape
+    torch.Size([21])
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}.")
+    if normalization not in _NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}.")
+    if ignore not in _IGNORES:
+        raise ValueError(f"ignore must be one of {_IGNORES}, got {ignore!r}.")
+    _, tensors = select_params(model, params)
+    gen, _ = _generator(seed)
+    out = []
+    for _ in range(num):
+        parts = []
+        for w in tensors:
+            w = w.detach()
+            d = torch.randn(w.shape, generator=gen, device=gen.device, dtype=torch.float64)
+            d = d.to(device=w.device, dtype=w.dtype) if w.is_floating_point() else d
+            if w.dim() <= 1:
+                d = torch.zeros_like(w) if ignore == "biasbn" else w.clone()
+            elif normalization == "filter":
+                wn = torch.linalg.vector_norm(w.reshape(w.shape[0], -1), dim=1)
+                dn = torch.linalg.vector_norm(d.reshape(d.shape[0], -1), dim=1)
+                scale = wn / (dn + 1e-10)
+                d = d * scale.reshape(-1, *([1] * (d.dim() - 1)))
+            elif normalization == "layer":
+                d = d * (torch.linalg.vector_norm(w) / (torch.linalg.vector_norm(d) + 1e-10))
+            parts.append(d)
+        out.append(flatten(parts))
+    return out
+
+
+def eigen_directions(
+    op, *, num: int = 2, seed: Seed = None, return_eigenvalues: bool = False, **eigsh_kwargs
+) -> list[Tensor] | tuple[list[Tensor], Tensor]:
+    r"""The eigenvectors of the ``num`` largest (algebraic) eigenvalues of a curvature operator.
+
+    Computed with :func:`curvlab.eigsh` (``which="LA"``); ordered by decreasing eigenvalue.
+    Each vector has unit norm and a fixed sign (its entry of largest magnitude is positive), so
+    that the same operator always gives the same directions.
+
+    Parameters
+    ----------
+    op
+        A :class:`~curvlab.CurvatureOperator` (e.g. ``cl.HessianOperator``); its
+        vectors are in the order of its parameters, the order ``line`` and ``surface`` use
+        with the same parameter selection.
+    num
+        Number of eigenvectors.
+    seed
+        Seed of the Lanczos start vector (int or ``torch.Generator``).
+    return_eigenvalues
+        Also return the ``(num,)`` eigenvalues.
+    **eigsh_kwargs
+        Passed to :func:`curvlab.eigsh` (``tol``, ``max_matvecs``...).
+
+    Returns
+    -------
+    list of Tensor
+        ``num`` flat unit directions ``(n,)``; with ``return_eigenvalues``, ``(directions,
+        eigenvalues)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab import DenseOperator
+    >>> from curvlab.landscape import eigen_directions
+    >>> op = DenseOperator(torch.diag(torch.tensor([3.0, 1.0, 2.0], dtype=torch.float64)))
+    >>> d1, d2 = eigen_directions(op, seed=0)
+    >>> d1.abs().argmax().item(), d2.abs().argmax().item()
+    (0, 2)
+    """
+    try:
+        from .linalg import eigsh
+    except ImportError:  # pragma: no cover - before eigsh is re-exported by curvlab.linalg
+        from .linalg.lanczos import eigsh
+
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}.")
+    n = op.shape[0]
+    if num > n:
+        raise ValueError(f"num={num} directions asked but the operator has dimension {n}.")
+    res = eigsh(op, k=num, which="LA", seed=seed, **eigsh_kwargs)
+    vals = res.eigenvalues
+    order = torch.argsort(vals, descending=True)
+    vecs = res.eigenvectors[:, order]
+    out = []
+    for i in range(num):
+        v = vecs[:, i]
+        v = v / torch.linalg.vector_norm(v)
+        if v[v.abs().argmax()] < 0:
+            v = -v
+        out.append(v)
+    if return_eigenvalues:
+        return out, vals[order]
+    return out
+
+
+# -- conversions ---------------------------------------------------------------------------
+def _as_flat(d, tensors: list[Tensor], what: str) -> Tensor:
+    """A direction as a flat tensor on the parameters' device and dtype."""
+    n = sum(p.numel() for p in tensors)
+    ref = tensors[0]
+    if isinstance(d, Tensor):
+        if d.dim() == 2 and d.shape[1] == 1:
+            d = d[:, 0]
+        if d.dim() != 1 or d.shape[0] != n:
+            raise ValueError(
+                f"{what} has shape {tuple(d.shape)}; a flat direction must have shape ({n},), "
+                "one entry per selected parameter entry (or pass a list of tensors shaped like "
+                "the parameters)."
+            )
+        flat = d
+    elif isinstance(d, Sequence) and all(isinstance(t, Tensor) for t in d):
+        d = list(d)
+        if len(d) == 1 and d[0].dim() == 1 and d[0].shape[0] == n:
+            flat = d[0]
+        elif len(d) == len(tensors) and all(t.shape == p.shape for t, p in zip(d, tensors)):
+            flat = torch.cat([t.reshape(-1) for t in d])
+        else:
+            raise ValueError(
+                f"{what} is a list of {len(d)} tensors that does not match the {len(tensors)} "
+                "selected parameters' shapes; pass one tensor per parameter, or a flat tensor."
+            )
+    else:
+        raise TypeError(
+            f"{what} must be a flat tensor or a list of tensors shaped like the parameters, got "
+            f"{type(d).__name__}."
+        )
+    if not flat.is_floating_point():
+        raise TypeError(f"{what} must be floating point, got {flat.dtype}.")
+    if not torch.isfinite(flat).all():
+        raise ValueError(f"{what} has NaN or Inf entries.")
+    return flat.detach().to(device=ref.device, dtype=ref.dtype)
+
+
+def _as_two(directions, tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
+    n = sum(p.numel() for p in tensors)
+    if isinstance(directions, Tensor):
+        if directions.dim() == 2 and directions.shape == (n, 2):
+            return (_as_flat(directions[:, 0], tensors, "directions[:, 0]"),
+                    _as_flat(directions[:, 1], tensors, "directions[:, 1]"))
+        if directions.dim() == 2 and directions.shape == (2, n):
+            return (_as_flat(directions[0], tensors, "directions[0]"),
+                    _as_flat(directions[1], tensors, "directions[1]"))
+        raise ValueError(
+            f"directions has shape {tuple(directions.shape)}; pass a matrix ({n}, 2) whose "
+            "columns are the two directions, or a list of two directions."
+        )
+    if isinstance(directions, Sequence) and not isinstance(directions, str):
+        if len(directions) != 2:
+            raise ValueError(
+                f"surface needs exactly two directions, got {len(directions)}; "
+                "use line() for one."
+            )
+        return (_as_flat(directions[0], tensors, "directions[0]"),
+                _as_flat(directions[1], tensors, "directions[1]"))
+    raise TypeError(
+        f"directions must be a list of two directions or an (n, 2) tensor, got "
+        f"{type(directions).__name__}."
+    )
+
+
+def _coords(span, steps, what: str) -> Tensor:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}.")
+    try:
+        lo, hi = (float(s) for s in span)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{what}: span must be a pair (low, high) of numbers, got {span!r}."
+        ) from None
+    if not (torch.isfinite(torch.tensor([lo, hi])).all() and lo <= hi):
+        raise ValueError(f"{what}: span must be finite with low <= high, got {span!r}.")
+    return torch.linspace(lo, hi, steps, dtype=torch.float64)
+
+
+def _pair(x, what: str):
+    """Split a per-axis argument: a pair of pairs for span, a pair of ints for steps."""
+    if isinstance(x, Sequence) and len(x) == 2 and all(isinstance(v, Sequence) for v in x):
+        return x[0], x[1]
+    if isinstance(x, Sequence) and len(x) == 2 and all(isinstance(v, int) for v in x) and (
+        what == "steps"
+    ):
+        return x[0], x[1]
+    return x, x
+
+
+# -- evaluation ----------------------------------------------------------------------------
+def _to_device(x, device):
+    if isinstance(x, Tensor):
+        return x.to(device) if x.device != device else x
+    if isinstance(x, tuple | list):
+        return type(x)(_to_device(t, device) for t in x)
+    if isinstance(x, Mapping):
+        return {k: _to_device(v, device) for k, v in x.items()}
+    return x
+
+
+def _batch_size(X, y) -> int:
+    for t in (y, X):
+        if isinstance(t, Tensor) and t.dim() > 0:
+            return t.shape[0]
+    seq = list(X.values()) if isinstance(X, Mapping) else X if isinstance(X, tuple | list) else []
+    for t in seq:
+        if isinstance(t, Tensor) and t.dim() > 0:
+            return t.shape[0]
+    raise ValueError(
+        "cannot tell the batch size: X or y must hold a tensor with a batch dimension."
+    )
+
+
+def _forward(model, X):
+    if isinstance(X, Mapping):
+        return model(**X)
+    if isinstance(X, tuple | list):
+        return model(*X)
+    return model(X)
+
+
+def _check_data(data) -> None:
+    if isinstance(data, Iterator) or iter(data) is data:
+        raise TypeError(
+            "data is a one-shot iterator; a landscape passes over the data once per grid point: "
+            "pass a list of (X, y) batches or a DataLoader."
+        )
+
+
+def _reduction(loss_fn) -> str:
+    if not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
+    red = getattr(loss_fn, "reduction", "mean")
+    if red not in ("mean", "sum"):
+        raise ValueError(
+            f"loss_fn has reduction={red!r}; a landscape needs a scalar loss per batch: use "
+            "reduction='mean' (the empirical risk) or 'sum'."
+        )
+    return red
+
+
+def _check_metrics(metrics) -> dict[str, Callable]:
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, Mapping):
+        raise TypeError("metrics must be a dict {name: fn(output, y) -> scalar}.")
+    for k, f in metrics.items():
+        if not isinstance(k, str) or not callable(f):
+            raise TypeError(f"metrics[{k!r}] must map a str to a callable fn(output, y).")
+    if "loss" in metrics:
+        raise ValueError("'loss' is reserved for the loss; rename that metric.")
+    return dict(metrics)
+
+
+def _scalar(v, name: str, i: int) -> Tensor:
+    if not isinstance(v, Tensor):
+        v = torch.as_tensor(v, dtype=torch.float64)
+    if v.numel() != 1:
+        raise ValueError(
+            f"{name} returned shape {tuple(v.shape)} on batch {i}, not a scalar: reduce it over "
+            "the batch (reduction='mean')."
+        )
+    return v.detach().reshape(()).to(torch.float64)
+
+
+def _evaluate(model, loss_fn, data, metrics, reduction, device) -> tuple[Tensor, int]:
+    """Weighted loss and metrics over the data: a float64 tensor ``(1 + len(metrics),)``."""
+    totals = None
+    count = 0
+    for i, batch in enumerate(data):
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise TypeError(
+                f"batch {i} is a {type(batch).__name__}; every batch must be a pair (X, y)."
+            )
+        X, y = batch
+        b = _batch_size(X, y)
+        X, y = _to_device(X, device), _to_device(y, device)
+        out = _forward(model, X)
+        vals = [_scalar(loss_fn(out, y), "loss_fn", i)]
+        vals += [_scalar(f(out, y), f"metric {k!r}", i) for k, f in metrics.items()]
+        v = torch.stack([t.to(device) for t in vals])
+        w = float(b) if reduction == "mean" else 1.0
+        # metrics are always batch means; weight them by batch size
+        wts = torch.full_like(v, float(b))
+        wts[0] = w
+        totals = v * wts if totals is None else totals + v * wts
+        count += b
+    if totals is None or count == 0:
+        raise ValueError("data is empty: pass at least one non-empty (X, y) batch.")
+    norm = torch.full_like(totals, float(count))
+    if reduction == "sum":
+        norm[0] = 1.0
+    return totals / norm, count
+
+
+@contextmanager
+def _perturbation(model: nn.Module, tensors: list[Tensor]):
+    """Eval mode, no grad; yields saved copies of ``tensors`` and restores them bit for bit, and
+    each module's training flag, on exit (also on exceptions)."""
+    modules = list(model.modules())
+    flags = [m.training for m in modules]
+    saved = [t.detach().clone() for t in tensors]
+    try:
+        model.eval()
+        with torch.no_grad():
+            yield saved
+    finally:
+        with torch.no_grad():
+            for t, s in zip(tensors, saved):
+                t.copy_(s)
+        for m, f in zip(modules, flags):
+            m.training = f
+
+
+def _set_flat(tensors: list[Tensor], base: list[Tensor], delta: Tensor) -> None:
+    for p, b, d in zip(tensors, base, unflatten(delta, tensors)):
+        p.copy_(b + d)
+
+
+def _progress(total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not progress, leave=False)
+
+
+def _results(vals: list[Tensor], names: list[str], shape) -> tuple[Tensor, dict[str, Tensor]]:
+    arr = torch.stack(vals).cpu().reshape(*shape, -1)
+    return arr[..., 0].clone(), {k: arr[..., i + 1].clone() for i, k in enumerate(names)}
+
+
+def line(
+    model: nn.Module,
+    loss_fn: Callable,
+    data: Iterable,
+    direction: Direction,
+    *,
+    span: tuple[float, float] = (-1.0, 1.0),
+    steps: int = 41,
+    params=None,
+    metrics: Mapping[str, Callable] | None = None,
+    progress: bool = True,
+) -> LandscapeLine:
+    r"""The loss along a line, ``a -> L(theta + a d)`` for ``steps`` values of ``a`` in ``span``.
+
+    Parameters
+    ----------
+    model, loss_fn, data
+        The model, ``loss_fn(output, y) -> scalar`` and a re-iterable of ``(X, y)`` batches.
+    direction
+        A flat tensor ``(n,)`` in the order of the selected parameters, or a list of tensors
+        shaped like them. It is used as given (normalize it first if needed).
+    span, steps
+        The coordinates ``torch.linspace(*span, steps)``.
+    params
+        Parameter selection (default all trainable), the one ``direction`` refers to.
+    metrics
+        Optional ``{"name": fn(output, y) -> scalar}`` (e.g. accuracy), weighted by batch size.
+    progress
+        Show a tqdm progress bar.
+
+    Returns
+    -------
+    LandscapeLine
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import line, random_directions
+    >>> model = nn.Linear(2, 1)
+    >>> data = [(torch.randn(8, 2), torch.randn(8, 1))]
+    >>> (d,) = random_directions(model, num=1, seed=0)
+    >>> res = line(model, nn.MSELoss(), data, d, steps=5, progress=False)
+    >>> res.loss.shape
+    torch.Size([5])
+    """
+    _check_data(data)
+    reduction = _reduction(loss_fn)
+    metrics = _check_metrics(metrics)
+    _, tensors = select_params(model, params)
+    d = _as_flat(direction, tensors, "direction")
+    coords = _coords(span, steps, "line")
+    device = tensors[0].device
+    vals = []
+    count = 0
+    with _perturbation(model, tensors) as base:
+        with _progress(len(coords), "line", progress) as bar:
+            for a in coords.tolist():
+                _set_flat(tensors, base, a * d)
+                v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
+                vals.append(v)
+                bar.update(1)
+    loss, mets = _results(vals, list(metrics), (len(coords),))
+    return LandscapeLine(
+        coords=coords,
+        loss=loss,
+        metrics=mets,
+        direction_norm=float(torch.linalg.vector_norm(d)),
+        num_data=count,
+    )
+
+
+def surface(
+    model: nn.Module,
+    loss_fn: Callable,
+    data: Iterable,
+    directions,
+    *,
+    span=(-1.0, 1.0),
+    steps=41,
+    params=None,
+    metrics: Mapping[str, Callable] | None = None,
+    progress: bool = True,
+) -> LandscapeSurface:
+    r"""The loss on a 2D grid, ``(a, b) -> L(theta + a d1 + b d2)``.
+
+    Parameters
+    ----------
+    model, loss_fn, data
+        As in :func:`line`.
+    directions
+        Two directions: a list ``[d1, d2]`` (each flat ``(n,)`` or a list of tensors shaped like
+        the parameters) or a matrix ``(n, 2)`` whose columns are ``d1`` and ``d2`` (a ``(2, n)``
+        matrix of rows is accepted when ``n != 2``).
+    span
+        ``(low, high)`` for both axes, or ``((low_a, high_a), (low_b, high_b))``.
+    steps
+        Points per axis, or ``(steps_a, steps_b)``.
+    params, metrics, progress
+        As in :func:`line`.
+
+    Returns
+    -------
+    LandscapeSurface
+        ``loss[i, j]`` is the loss at ``theta + a[i] d1 + b[j] d2``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import random_directions, surface
+    >>> model = nn.Linear(2, 1)
+    >>> data = [(torch.randn(8, 2), torch.randn(8, 1))]
+    >>> dirs = random_directions(model, normalization=None, ignore=None, seed=0)
+    >>> surface(model, nn.MSELoss(), data, dirs, steps=3, progress=False).loss.shape
+    torch.Size([3, 3])
+    """
+    _check_data(data)
+    reduction = _reduction(loss_fn)
+    metrics = _check_metrics(metrics)
+    _, tensors = select_params(model, params)
+    d1, d2 = _as_two(directions, tensors)
+    span_a, span_b = _pair(span, "span")
+    steps_a, steps_b = _pair(steps, "steps")
+    ca = _coords(span_a, steps_a, "surface (first axis)")
+    cb = _coords(span_b, steps_b, "surface (second axis)")
+    device = tensors[0].device
+    vals = []
+    count = 0
+    with _perturbation(model, tensors) as base:
+        with _progress(len(ca) * len(cb), "surface", progress) as bar:
+            for a in ca.tolist():
+                for b in cb.tolist():
+                    _set_flat(tensors, base, a * d1 + b * d2)
+                    v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
+                    vals.append(v)
+                    bar.update(1)
+    loss, mets = _results(vals, list(metrics), (len(ca), len(cb)))
+    return LandscapeSurface(
+        coords=(ca, cb),
+        loss=loss,
+        metrics=mets,
+        direction_norms=(float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))),
+        num_data=count,
+    )
+
+
+def interpolate(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    loss_fn: Callable,
+    data: Iterable,
+    *,
+    span: tuple[float, float] = (-0.5, 1.5),
+    steps: int = 41,
+    metrics: Mapping[str, Callable] | None = None,
+    buffers: bool = True,
+    progress: bool = True,
+) -> LandscapeLine:
+    r"""The loss on the straight path ``theta(a) = (1 - a) theta_a + a theta_b``.
+
+    ``a = 0`` is ``model_a``, ``a = 1`` is ``model_b``; ``span`` extends the segment on both
+    sides. The path is evaluated in ``model_a`` (restored exactly afterwards); ``model_b`` is
+    only read. The two models must have the same parameter names and shapes.
+
+    Parameters
+    ----------
+    model_a, model_b
+        Two models of the same architecture.
+    loss_fn, data, metrics, progress
+        As in :func:`line`.
+    span, steps
+        The coordinates ``a = torch.linspace(*span, steps)``.
+    buffers
+        Also interpolate floating-point buffers (BatchNorm running statistics) along the path
+        (default). With ``False``, ``model_a``'s buffers are used throughout.
+
+    Returns
+    -------
+    LandscapeLine
+        ``coords`` are the values of ``a``; ``direction_norm`` is ``||theta_b - theta_a||``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import interpolate
+    >>> a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    >>> data = [(torch.randn(8, 2), torch.randn(8, 1))]
+    >>> interpolate(a, b, nn.MSELoss(), data, steps=5, progress=False).coords.tolist()
+    [-0.5, 0.0, 0.5, 1.0, 1.5]
+    """
+    _check_data(data)
+    reduction = _reduction(loss_fn)
+    metrics = _check_metrics(metrics)
+    for m in (model_a, model_b):
+        if not isinstance(m, nn.Module):
+            raise TypeError(f"models must be torch.nn.Module, got {type(m).__name__}.")
+    pa, pb = dict(model_a.named_parameters()), dict(model_b.named_parameters())
+    if list(pa) != list(pb) or any(pa[k].shape != pb[k].shape for k in pa):
+        raise ValueError(
+            "model_a and model_b have different parameter names or shapes: interpolate between "
+            "two instances of the same architecture."
+        )
+    if not pa:
+        raise ValueError("the models have no parameters.")
+    ba = {k: v for k, v in model_a.named_buffers() if v.is_floating_point()} if buffers else {}
+    bb = dict(model_b.named_buffers()) if buffers else {}
+    for k, v in ba.items():
+        if k not in bb or bb[k].shape != v.shape:
+            raise ValueError(
+                f"buffer {k!r} differs between the models; pass buffers=False to keep model_a's."
+            )
+    coords = _coords(span, steps, "interpolate")
+    tensors = list(pa.values()) + list(ba.values())
+    targets = [pb[k].detach().to(pa[k]) for k in pa] + [bb[k].detach().to(v) for k, v in ba.items()]
+    device = tensors[0].device
+    vals = []
+    count = 0
+    with _perturbation(model_a, tensors) as base:
+        deltas = [t - b for t, b in zip(targets, base)]
+        norm = float(
+            torch.linalg.vector_norm(torch.cat([deltas[i].reshape(-1) for i in range(len(pa))]))
+        )
+        with _progress(len(coords), "interpolate", progress) as bar:
+            for a in coords.tolist():
+                for t, b, dl in zip(tensors, base, deltas):
+                    t.copy_(b + a * dl)
+                v, count = _evaluate(model_a, loss_fn, data, metrics, reduction, device)
+                vals.append(v)
+                bar.update(1)
+    loss, mets = _results(vals, list(metrics), (len(coords),))
+    return LandscapeLine(
+        coords=coords, loss=loss, metrics=mets, direction_norm=norm, num_data=count
+    )
