@@ -1,0 +1,169 @@
+"""Apollo: a diagonal quasi-Newton method with a rectified curvature bound."""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import CurvatureOptimizer, StepContext, check_beta, check_int, check_nonneg
+
+__all__ = ["Apollo"]
+
+REBOUNDS = ("constant", "belief")
+WEIGHT_DECAY_TYPES = ("L2", "decoupled", "stable")
+
+
+class Apollo(CurvatureOptimizer):
+    r"""Apollo (Ma, 2020): diagonal quasi-Newton with a weak-secant update.
+
+    With :math:`\alpha_t = (1-\beta)/(1-\beta^t)`, the previous direction :math:`d_{t-1}`
+    and :math:`s = \lVert d_{t-1} \rVert_4 + \epsilon`, per parameter tensor:
+
+    .. math::
+
+        m_t &= m_{t-1} + \alpha_t (g_t - m_{t-1}), \qquad u = d_{t-1} / s, \\
+        \delta &= -\frac{\alpha_t}{s} \langle g_t - m_{t-1}, u \rangle
+            - \langle B_{t-1}, u \odot u \rangle, \qquad
+        B_t = B_{t-1} + \delta\, u \odot u, \\
+        D_t &= \max(|B_t|, \sigma), \qquad d_t = m_t / D_t, \qquad
+        \theta_{t+1} = \theta_t - \eta_t\, d_t,
+
+    as in the authors' code (:math:`B` is the diagonal quasi-Newton curvature, updated by the
+    weak secant condition). The rectification bound :math:`\sigma` ("rebound") was 1 in the
+    mid-2021 code and 0.01 in the later version; ``rebound="belief"`` uses
+    :math:`\max(|B_t|, \lVert g_t - m_{t-1}\rVert_\infty) + \epsilon/\alpha_t` instead. The
+    learning rate warms up linearly from ``init_lr`` to ``lr`` over ``warmup`` steps.
+
+    Parameters
+    ----------
+    params
+        Parameters or parameter groups.
+    lr
+        Learning rate :math:`\eta` after warm-up (default 0.5, the study's value).
+    beta
+        Gradient averaging :math:`\beta` (default 0.9).
+    eps
+        :math:`\epsilon` (default ``1e-4``).
+    sigma
+        Rectification bound :math:`\sigma` (default 1.0; pass 0.01 for the later version).
+    rebound
+        ``"constant"`` (default, :math:`\sigma`) or ``"belief"``.
+    warmup
+        Warm-up steps (default 100; 0 disables).
+    init_lr
+        Initial learning rate of the warm-up (default 0.01).
+    weight_decay
+        Weight decay (default 0).
+    weight_decay_type
+        ``"L2"`` (added to the gradient; default), ``"decoupled"`` (added to the direction) or
+        ``"stable"`` (decoupled, divided by the mean of :math:`D_t`).
+
+    References
+    ----------
+    X. Ma. "Apollo: An Adaptive Parameter-wise Diagonal Quasi-Newton Method for Nonconvex
+    Stochastic Optimization". arXiv:2009.13586, 2020.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import Apollo
+    >>> model = torch.nn.Linear(3, 1)
+    >>> X, y = torch.randn(16, 3), torch.randn(16, 1)
+    >>> opt = Apollo(model.parameters(), lr=0.1, warmup=0)
+    >>> loss = opt.step(lambda: torch.nn.functional.mse_loss(model(X), y))
+    """
+
+    hvp_free = True
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.5,
+        beta: float = 0.9,
+        eps: float = 1e-4,
+        *,
+        sigma: float = 1.0,
+        rebound: str = "constant",
+        warmup: int = 100,
+        init_lr: float = 0.01,
+        weight_decay: float = 0.0,
+        weight_decay_type: str = "L2",
+        seed: int | torch.Generator | None = 0,
+    ):
+        defaults = dict(
+            lr=lr,
+            beta=beta,
+            eps=eps,
+            sigma=sigma,
+            rebound=rebound,
+            warmup=warmup,
+            init_lr=init_lr,
+            weight_decay=weight_decay,
+            weight_decay_type=weight_decay_type,
+        )
+        super().__init__(params, defaults, seed=seed)
+
+    def _check_group(self, group):
+        check_beta("beta", group["beta"])
+        check_nonneg("eps", group["eps"])
+        check_nonneg("sigma", group["sigma"])
+        check_nonneg("init_lr", group["init_lr"])
+        check_nonneg("weight_decay", group["weight_decay"])
+        check_int("warmup", group["warmup"], minimum=0)
+        if group["rebound"] not in REBOUNDS:
+            raise ValueError(f"rebound must be one of {REBOUNDS}, got {group['rebound']!r}.")
+        if group["weight_decay_type"] not in WEIGHT_DECAY_TYPES:
+            raise ValueError(
+                f"weight_decay_type must be one of {WEIGHT_DECAY_TYPES}, "
+                f"got {group['weight_decay_type']!r}."
+            )
+
+    def _needs_graph(self) -> bool:
+        return False
+
+    def _prepare(self, ctx: StepContext):
+        return None
+
+    def _apply(self, ctx: StepContext, plan):
+        for group in self.param_groups:
+            beta, eps, wd = group["beta"], group["eps"], group["weight_decay"]
+            wd_type = group["weight_decay_type"]
+            for p in group["params"]:
+                if not ctx.has(p):
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg_grad"] = torch.zeros_like(p)
+                    state["approx_hessian"] = torch.zeros_like(p)
+                    state["update"] = torch.zeros_like(p)
+                if state["step"] < group["warmup"]:
+                    lr = (group["lr"] - group["init_lr"]) * state["step"] / group[
+                        "warmup"
+                    ] + group["init_lr"]
+                else:
+                    lr = group["lr"]
+                grad = p.grad
+                if wd != 0 and wd_type == "L2":
+                    grad = grad.add(p, alpha=wd)
+                m, B, d_p = state["exp_avg_grad"], state["approx_hessian"], state["update"]
+                state["step"] += 1
+                alpha = (1 - beta) / (1 - beta ** state["step"])
+                delta_grad = grad - m
+                rebound = (
+                    delta_grad.abs().max() if group["rebound"] == "belief" else group["sigma"]
+                )
+                m.add_(delta_grad, alpha=alpha)
+                denom = torch.linalg.vector_norm(d_p, ord=4).add(eps)
+                d_p.div_(denom)
+                v_sq = d_p * d_p
+                delta = (delta_grad / denom * d_p).sum().mul(-alpha) - (B * v_sq).sum()
+                B.addcmul_(v_sq, delta)
+                if group["rebound"] == "belief":
+                    D = torch.maximum(B.abs(), rebound).add_(eps / alpha)
+                else:
+                    D = B.abs().clamp_(min=rebound)
+                d_p.copy_(m / D)
+                if wd != 0 and wd_type != "L2":
+                    coef = wd / D.mean() if wd_type == "stable" else wd
+                    d_p.add_(p * coef)
+                p.add_(d_p, alpha=-lr)

@@ -1,0 +1,206 @@
+"""Sophia: clipped, diagonally preconditioned momentum (Sophia-H and Sophia-G)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ._base import (
+    ClosureError,
+    CurvatureOptimizer,
+    StepContext,
+    check_betas,
+    check_int,
+    check_nonneg,
+    check_positive,
+    rademacher_like,
+    take_gradient,
+)
+
+__all__ = ["Sophia"]
+
+ESTIMATORS = ("hutchinson", "gnb")
+ESTIMATOR_ALIASES = {
+    "h": "hutchinson",
+    "sophia-h": "hutchinson",
+    "g": "gnb",
+    "sophia-g": "gnb",
+    "gauss-newton-bartlett": "gnb",
+}
+
+
+def sampled_label_loss(output: Tensor, generator: torch.Generator) -> tuple[Tensor, int]:
+    """Cross-entropy of ``output`` (logits) against labels sampled from the model itself.
+
+    ``(..., C)`` logits with ``C >= 2``: categorical labels from ``softmax``; ``(...,)`` or
+    ``(..., 1)``: Bernoulli labels from ``sigmoid`` with the binary cross-entropy. Returns the
+    mean loss and the number of sampled labels.
+    """
+    if not isinstance(output, Tensor) or not output.requires_grad:
+        raise ClosureError(
+            "Sophia-G needs the model output (logits, with their graph): make the closure "
+            "return (loss, output)."
+        )
+    logits = output.detach()
+    if output.dim() >= 2 and output.shape[-1] >= 2:
+        c = output.shape[-1]
+        flat_logits = output.reshape(-1, c)
+        probs = torch.softmax(logits.reshape(-1, c).float(), dim=-1)
+        labels = torch.multinomial(probs.to(generator.device), 1, generator=generator)
+        labels = labels.reshape(-1).to(output.device)
+        return F.cross_entropy(flat_logits, labels), flat_logits.shape[0]
+    z = output.reshape(-1)
+    probs = torch.sigmoid(logits.reshape(-1))
+    u = torch.rand(probs.shape, generator=generator, device=generator.device, dtype=probs.dtype)
+    labels = (u.to(probs.device) < probs).to(z.dtype)
+    return F.binary_cross_entropy_with_logits(z, labels), z.shape[0]
+
+
+class Sophia(CurvatureOptimizer):
+    r"""Sophia (Liu et al., 2024): momentum preconditioned by a clipped diagonal curvature.
+
+    Every ``update_each`` steps a diagonal curvature estimate :math:`\hat h` refreshes
+    :math:`h_t = \beta_2 h_{t-k} + (1 - \beta_2) \hat h`; every step
+
+    .. math::
+
+        \theta &\leftarrow \theta - \eta \lambda \theta, \qquad
+        m_t = \beta_1 m_{t-1} + (1 - \beta_1) g_t, \\
+        \theta &\leftarrow \theta - \eta \,
+            \mathrm{clip}\!\left( \frac{m_t}{\max(\rho\, h_t, \epsilon)}, 1 \right),
+
+    with ``clip(x, 1)`` element-wise to :math:`[-1, 1]`. Estimators:
+
+    ``"hutchinson"`` (Sophia-H)
+        :math:`\hat h = u \odot (H u)` with a Rademacher probe :math:`u`.
+    ``"gnb"`` (Sophia-G, Gauss-Newton-Bartlett)
+        labels :math:`\hat y` are sampled from the model's own predictive distribution,
+        :math:`\hat g` is the gradient of the mean loss on :math:`\hat y`, and
+        :math:`\hat h = B\, \hat g \odot \hat g` with :math:`B` the number of sampled labels.
+        The closure must return ``(loss, logits)``; logits ``(..., C)`` give categorical
+        labels (cross-entropy), logits ``(...,)`` or ``(..., 1)`` Bernoulli labels.
+
+    :math:`h` and :math:`m` start at zero without bias correction, as in the authors' code.
+    The step-size family's "Sophia-style" optimizer of study B, ``clamp(m / max(h, eps),
+    -rho, rho)`` with learning rate ``lr_B``, is this rule with ``rho`` as here and
+    ``lr = lr_B * rho``.
+
+    Parameters
+    ----------
+    params
+        Parameters or parameter groups.
+    lr
+        :math:`\eta`, the largest per-coordinate move (default ``1e-2``, for small problems;
+        the authors use ``1e-4`` to ``6e-4`` on GPT-2).
+    betas
+        :math:`(\beta_1, \beta_2)` (default ``(0.965, 0.99)``).
+    rho
+        :math:`\rho` (default 0.04).
+    weight_decay
+        Decoupled weight decay :math:`\lambda` (default 0.1, the authors' default).
+    eps
+        :math:`\epsilon` (default ``1e-12``).
+    update_each
+        Curvature refresh period :math:`k` (default 10). The first step refreshes.
+    estimator
+        ``"hutchinson"`` (default; aliases ``"H"``, ``"sophia-h"``) or ``"gnb"`` (aliases
+        ``"G"``, ``"sophia-g"``, ``"gauss-newton-bartlett"``).
+    seed
+        Seed of the probe / label generator.
+
+    References
+    ----------
+    H. Liu, Z. Li, D. Hall, P. Liang, T. Ma. "Sophia: A Scalable Stochastic Second-order
+    Optimizer for Language Model Pre-training". ICLR 2024. arXiv:2305.14342.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import Sophia
+    >>> model = torch.nn.Linear(4, 3)
+    >>> X, y = torch.randn(32, 4), torch.randint(0, 3, (32,))
+    >>> def closure():
+    ...     out = model(X)
+    ...     return torch.nn.functional.cross_entropy(out, y), out
+    >>> opt = Sophia(model.parameters(), estimator="gnb")
+    >>> loss = opt.step(closure)
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-2,
+        betas: tuple[float, float] = (0.965, 0.99),
+        rho: float = 0.04,
+        weight_decay: float = 0.1,
+        *,
+        eps: float = 1e-12,
+        update_each: int = 10,
+        estimator: str = "hutchinson",
+        seed: int | torch.Generator | None = 0,
+    ):
+        check_int("update_each", update_each)
+        if isinstance(estimator, str):
+            estimator = ESTIMATOR_ALIASES.get(estimator.lower(), estimator)
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
+        self.update_each = update_each
+        self.estimator = estimator
+        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
+        super().__init__(params, defaults, seed=seed)
+
+    def _check_group(self, group):
+        check_betas(group["betas"])
+        check_positive("rho", group["rho"])
+        check_nonneg("weight_decay", group["weight_decay"])
+        check_positive("eps", group["eps"])
+
+    def _refresh(self) -> bool:
+        return self._num_steps % self.update_each == 0
+
+    def _needs_graph(self) -> bool:
+        return self.estimator == "hutchinson" and self._refresh()
+
+    def _needs_output(self) -> bool:
+        return self.estimator == "gnb" and self._refresh()
+
+    def _prepare(self, ctx: StepContext):
+        if not self._refresh():
+            return None
+        params = ctx.params
+        if self.estimator == "hutchinson":
+            ctx.require_graph("Sophia-H")
+            us = rademacher_like(params, self._generator)
+            hus = ctx.hvp(params, us)
+            return [u * hu for u, hu in zip(us, hus)]
+        loss_hat, num = sampled_label_loss(ctx.output, self._generator)
+        ghat = take_gradient(loss_hat, params, create_graph=False)
+        ctx.counts["gradients"] += 1
+        return [
+            torch.zeros_like(p) if g is None else num * g * g for g, p in zip(ghat, params)
+        ]
+
+    def _apply(self, ctx: StepContext, plan):
+        hhat = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, rho, wd, eps = group["lr"], group["rho"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                if not ctx.has(p):
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["exp_avg"] = torch.zeros_like(p)
+                    state["hessian"] = torch.zeros_like(p)
+                state["step"] += 1
+                h = hhat.get(id(p))
+                if h is not None:
+                    state["hessian"].mul_(beta2).add_(h, alpha=1 - beta2)
+                if wd != 0:
+                    p.mul_(1 - lr * wd)
+                m = state["exp_avg"]
+                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                ratio = (m / torch.clamp(rho * state["hessian"], min=eps)).clamp_(-1.0, 1.0)
+                p.add_(ratio, alpha=-lr)

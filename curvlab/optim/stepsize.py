@@ -1,0 +1,292 @@
+"""The step-size adaptation family of study B: SSDH, SADH and SSVP.
+
+All three share one skeleton: momentum :math:`m_t = \\beta_1 m_{t-1} + (1-\\beta_1) g_t`, a
+curvature term refreshed every ``update_each`` steps and averaged with :math:`\\beta_2`,
+the update :math:`u = m_t / \\text{denominator}`, an element-wise clip of :math:`u` to
+:math:`[-\\rho, \\rho]`, decoupled weight decay and :math:`\\theta \\leftarrow
+\\theta (1 - \\eta\\lambda) - \\eta u`. Moving averages start at zero without bias
+correction, as in the study's code. The study's code drew its Rademacher probes with
+``randint_like(p, 0, 1) * 2 - 1``, which is always ``-1`` (so its "diagonal" was the row sums
+``H 1``); curvlab draws real Rademacher probes from the seeded generator.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._base import (
+    CurvatureOptimizer,
+    StepContext,
+    check_betas,
+    check_int,
+    check_nonneg,
+    check_positive,
+    rademacher_like,
+)
+
+__all__ = ["SSDH", "SADH", "SSVP", "StepSizeOptimizer"]
+
+
+class StepSizeOptimizer(CurvatureOptimizer):
+    r"""Base class of the step-size adaptation family of study B (:class:`SSDH`,
+    :class:`SADH`, :class:`SSVP`).
+
+    All three share one skeleton: momentum :math:`m_t = \beta_1 m_{t-1} + (1-\beta_1) g_t`,
+    a curvature statistic refreshed every ``update_each`` steps and averaged with
+    :math:`\beta_2` (from zero, without bias correction, as in the study's code), the update
+    :math:`u = m_t / \text{denominator}`, clipped element-wise to :math:`[-\rho, \rho]` when
+    ``clip=True``, and :math:`\theta \leftarrow \theta (1 - \eta\lambda) - \eta u`.
+    Subclasses choose the curvature sample, its statistic and the denominator.
+    The fraction of clipped coordinates at the last step is :meth:`clip_rate`.
+    """
+
+    _name = ""
+
+    def __init__(
+        self,
+        params,
+        lr: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.99),
+        rho: float = 0.05,
+        weight_decay: float = 0.0,
+        *,
+        eps: float = 1e-12,
+        update_each: int = 10,
+        clip: bool = True,
+        seed: int | torch.Generator | None = 0,
+    ):
+        check_int("update_each", update_each)
+        self.update_each = update_each
+        self.clip = bool(clip)
+        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
+        super().__init__(params, defaults, seed=seed)
+
+    def _check_group(self, group):
+        check_betas(group["betas"])
+        check_positive("rho", group["rho"])
+        check_nonneg("weight_decay", group["weight_decay"])
+        check_nonneg("eps", group["eps"])
+
+    def _refresh(self) -> bool:
+        return self._num_steps % self.update_each == 0
+
+    def _needs_graph(self) -> bool:
+        return self._refresh()
+
+    # curvature sample for the refresh (per parameter, same shape)
+    def _sample(self, ctx: StepContext) -> list:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # the EMA'd statistic of the sample, and the denominator from the EMA
+    def _statistic(self, s):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _denominator(self, ema, eps):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, ctx: StepContext):
+        if not self._refresh():
+            return None
+        ctx.require_graph(type(self).__name__)
+        return self._sample(ctx)
+
+    def _apply(self, ctx: StepContext, plan):
+        samples = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            lr, rho, wd, eps = group["lr"], group["rho"], group["weight_decay"], group["eps"]
+            for p in group["params"]:
+                if not ctx.has(p):
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["step"] = 0
+                    state["momentum"] = torch.zeros_like(p)
+                    state["hessian_term"] = torch.zeros_like(p)
+                state["step"] += 1
+                m = state["momentum"]
+                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
+                s = samples.get(id(p))
+                if s is not None:
+                    state["hessian_term"].mul_(beta2).add_(self._statistic(s), alpha=1 - beta2)
+                update = m / self._denominator(state["hessian_term"], eps)
+                if self.clip:
+                    unclipped = update
+                    update = update.clamp(-rho, rho)
+                    state["clip_rate"] = (unclipped != update).float().mean()
+                if wd != 0:
+                    p.mul_(1 - lr * wd)
+                p.add_(update, alpha=-lr)
+
+    def clip_rate(self) -> float:
+        """Fraction of coordinates clipped at the last step (0 when ``clip=False``)."""
+        num, den = 0.0, 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state.get(p, {})
+                if "clip_rate" in st:
+                    num += float(st["clip_rate"]) * p.numel()
+                    den += p.numel()
+        return num / den if den else 0.0
+
+
+_PARAMS_DOC = r"""
+    Parameters
+    ----------
+    params
+        Parameters or parameter groups.
+    lr
+        Learning rate :math:`\eta` (default 0.1).
+    betas
+        :math:`(\beta_1, \beta_2)` for the momentum and the curvature average (default
+        ``(0.9, 0.99)``; the study's code used ``(0.96, 0.99)``, its runs ``beta1 = 0.9``).
+    rho
+        Clip bound :math:`\rho` of the update (default 0.05; the study's code: 0.01).
+    weight_decay
+        Decoupled weight decay :math:`\lambda` (default 0).
+    eps
+        :math:`\epsilon` in the denominator (default ``1e-12``).
+    update_each
+        Curvature refresh period :math:`k` (default 10); the first step refreshes. Steps
+        between refreshes take a plain gradient (no double-backward graph).
+    clip
+        Clip the update element-wise to :math:`[-\rho, \rho]` (default ``True``, as in the
+        study's code).
+    seed
+        Seed of the probe generator.
+"""
+
+_REF = """
+    References
+    ----------
+    The study "Does Using Second-Order Information for Step Size Adaptation Improve Neural
+    Network Convergence Speed?" (EPFL CS-439 course project, 2024); the clipping follows
+    H. Liu et al., "Sophia", ICLR 2024, arXiv:2305.14342, and the Hutchinson diagonal
+    M. F. Hutchinson, Commun. Stat. Simul. Comput. 18(3), 1989.
+"""
+
+
+class SSDH(StepSizeOptimizer):
+    __doc__ = (
+        r"""Step sizes from the smoothed squared Hessian diagonal.
+
+    With the Hutchinson diagonal :math:`h = z \odot (H z)` of a Rademacher probe :math:`z`,
+    refreshed every :math:`k` steps:
+
+    .. math::
+
+        v \leftarrow \beta_2 v + (1 - \beta_2)\, h \odot h, \qquad
+        u = \mathrm{clip}\!\left(\frac{m_t}{\sqrt{v} + \epsilon}, \rho\right), \qquad
+        \theta \leftarrow \theta (1 - \eta\lambda) - \eta\, u.
+"""
+        + _PARAMS_DOC
+        + _REF
+        + """
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import SSDH
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = SSDH([w], lr=0.5)
+    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
+"""
+    )
+
+    def _sample(self, ctx):
+        zs = rademacher_like(ctx.params, self._generator)
+        return [z * hz for z, hz in zip(zs, ctx.hvp(ctx.params, zs))]
+
+    def _statistic(self, s):
+        return s * s
+
+    def _denominator(self, ema, eps):
+        return ema.sqrt().add_(eps)
+
+
+class SADH(StepSizeOptimizer):
+    __doc__ = (
+        r"""Step sizes from the smoothed absolute Hessian diagonal.
+
+    With the Hutchinson diagonal :math:`h = z \odot (H z)`, refreshed every :math:`k` steps:
+
+    .. math::
+
+        v \leftarrow \beta_2 v + (1 - \beta_2)\, |h|, \qquad
+        u = \mathrm{clip}\!\left(\frac{m_t}{v + \epsilon}, \rho\right), \qquad
+        \theta \leftarrow \theta (1 - \eta\lambda) - \eta\, u.
+"""
+        + _PARAMS_DOC
+        + _REF
+        + """
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import SADH
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = SADH([w], lr=0.5)
+    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
+"""
+    )
+
+    def _sample(self, ctx):
+        zs = rademacher_like(ctx.params, self._generator)
+        return [z * hz for z, hz in zip(zs, ctx.hvp(ctx.params, zs))]
+
+    def _statistic(self, s):
+        return s.abs()
+
+    def _denominator(self, ema, eps):
+        return ema + eps
+
+
+class SSVP(StepSizeOptimizer):
+    __doc__ = (
+        r"""Step sizes from a squared Hessian-vector product along the momentum sign.
+
+    Every :math:`k` steps the probe is :math:`v = -\rho\, \mathrm{sign}(m_t)` (the clipped
+    step direction) and
+
+    .. math::
+
+        s \leftarrow \beta_2 s + (1 - \beta_2)\, (H v) \odot (H v), \qquad
+        u = \frac{m_t}{\sqrt{s} + \epsilon}, \qquad
+        \theta \leftarrow \theta (1 - \eta\lambda) - \eta\, u .
+
+    ``SSVP(clip=True)`` (the default, as in the study's code) is the Sophia-style clipped
+    variant: :math:`u` is clipped element-wise to :math:`[-\rho, \rho]`;
+    ``SSVP(clip=False)`` is the plain rule.
+"""
+        + _PARAMS_DOC
+        + _REF
+        + """
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import SSVP
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = SSVP([w], lr=0.5, clip=False)
+    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
+"""
+    )
+
+    def _sample(self, ctx):
+        vs = []
+        for group in self.param_groups:
+            beta1 = group["betas"][0]
+            for p in group["params"]:
+                if not ctx.has(p):
+                    continue
+                st = self.state.get(p, {})
+                m = st.get("momentum")
+                g = p.grad
+                m_new = (1 - beta1) * g if m is None else beta1 * m + (1 - beta1) * g
+                vs.append((p, -group["rho"] * torch.sign(m_new)))
+        order = {id(p): v for p, v in vs}
+        vectors = [order[id(p)] for p in ctx.params]
+        return ctx.hvp(ctx.params, vectors)
+
+    def _statistic(self, s):
+        return s * s
+
+    def _denominator(self, ema, eps):
+        return ema.sqrt().add_(eps)
