@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.optim import Optimizer
 
@@ -273,12 +274,19 @@ def split_like(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
 class BlockHessianOperator(CurvatureOperator):
     """The Hessian block on ``params`` as a :class:`CurvatureOperator` (for ``curvlab.cg``)."""
 
-    def __init__(self, grads: Sequence[Tensor], params: Sequence[Tensor]):
+    def __init__(self, grads: Sequence[Tensor], params: Sequence[Tensor], *, reduce=None):
         params = list(params)
         n = sum(p.numel() for p in params)
         super().__init__(n, params[0].dtype, params[0].device)
         self.params = params
         self._grads = list(grads)
+        self._reduce = reduce
+
+    def __matmul__(self, v):
+        out = super().__matmul__(v)
+        if self._reduce is not None and isinstance(out, Tensor):
+            self._reduce([out])
+        return out
 
     def _matmat(self, V: Tensor) -> Tensor:
         k = V.shape[1]
@@ -342,6 +350,11 @@ class StepContext:
     counts: dict = field(default_factory=lambda: {"hvps": 0, "gradients": 0, "loss_evals": 0})
     _index: dict[int, int] = field(default_factory=dict)
     _ops: list = field(default_factory=list)
+    #: data-parallel steps: gradients averaged over the process group (no graph)
+    global_grads: list[Tensor] | None = None
+    #: data-parallel steps: averages a list of tensors over the group, in place
+    reduce: Callable[[list[Tensor]], None] | None = None
+    world_size: int = 1
 
     def __post_init__(self):
         self._index = {id(p): i for i, p in enumerate(self.params)}
@@ -360,7 +373,17 @@ class StepContext:
         return id(p) in self._index
 
     def grad_of(self, p: Tensor) -> Tensor:
-        return self.grads[self._index[id(p)]]
+        """The gradient of ``p`` (averaged over the process group in data-parallel steps)."""
+        grads = self.grads if self.global_grads is None else self.global_grads
+        return grads[self._index[id(p)]]
+
+    def _graph_grads(self, params: Sequence[Tensor]) -> list[Tensor]:
+        return [self.grads[self._index[id(p)]] for p in params]
+
+    def _reduced(self, tensors: list[Tensor]) -> list[Tensor]:
+        if self.reduce is not None:
+            self.reduce(tensors)
+        return tensors
 
     def require_graph(self, who: str) -> None:
         if not self.has_graph:
@@ -372,14 +395,22 @@ class StepContext:
     def hvp(self, params: Sequence[Tensor], vectors: Sequence[Tensor]) -> list[Tensor]:
         """Hessian block on ``params`` times ``vectors`` (one tensor per parameter)."""
         self.counts["hvps"] += 1
-        return hvp([self.grad_of(p) for p in params], params, vectors)
+        return self._reduced(hvp(self._graph_grads(params), params, vectors))
 
     def hvp_batched(self, params: Sequence[Tensor], vectors: Sequence[Tensor]) -> list[Tensor]:
         self.counts["hvps"] += int(vectors[0].shape[0])
-        return hvp_batched([self.grad_of(p) for p in params], params, vectors)
+        return self._reduced(hvp_batched(self._graph_grads(params), params, vectors))
+
+    def dense_hessian(self, params: Sequence[Tensor]) -> Tensor:
+        """The dense Hessian block on ``params`` (``n`` products; averaged over the group)."""
+        H = dense_block_hessian(self._graph_grads(params), params)
+        self.counts["hvps"] += H.shape[0]
+        return self._reduced([H])[0]
 
     def operator(self, params: Sequence[Tensor]) -> BlockHessianOperator:
-        return self.track(BlockHessianOperator([self.grad_of(p) for p in params], params))
+        return self.track(
+            BlockHessianOperator(self._graph_grads(params), params, reduce=self.reduce)
+        )
 
     def track(self, op: CurvatureOperator) -> CurvatureOperator:
         """Count the products of ``op`` in :attr:`counts` (read when the step ends)."""
@@ -395,7 +426,10 @@ class StepContext:
         """Drop every reference to the graph."""
         self.loss = None
         self.output = None
-        self.grads = [g.detach() for g in self.grads]
+        if self.global_grads is not None:
+            self.grads = self.global_grads
+        else:
+            self.grads = [g.detach() for g in self.grads]
         self.has_graph = False
         self.counts = self.total_counts()
         self._ops = []  # the operators hold the graph too
@@ -418,6 +452,12 @@ class CurvatureOptimizer(Optimizer):
     seed
         Seed of the probe generator (an int, a :class:`torch.Generator` or ``None`` for fresh
         entropy). The generator lives on the device of the first parameter.
+    process_group
+        ``torch.distributed`` group for data-parallel training (DDP): each rank's closure
+        returns the mean loss of its own shard (equal shard sizes); gradients, curvature
+        products and loss values are averaged over the group explicitly (DDP does not
+        synchronize double backward), probes are identical on every rank (the same seed;
+        ``seed=None`` takes rank 0's), so every rank takes the same step.
     """
 
     #: a closure is required (the method re-evaluates the loss)
@@ -427,7 +467,14 @@ class CurvatureOptimizer(Optimizer):
     #: the method never needs Hessian-vector products (first-order)
     hvp_free: bool = False
 
-    def __init__(self, params, defaults: dict, *, seed: int | torch.Generator | None = 0):
+    def __init__(
+        self,
+        params,
+        defaults: dict,
+        *,
+        seed: int | torch.Generator | None = 0,
+        process_group=None,
+    ):
         if "lr" in defaults:
             check_nonneg("lr", defaults["lr"])
         super().__init__(params, defaults)
@@ -437,6 +484,19 @@ class CurvatureOptimizer(Optimizer):
             self._check_group(group)
         first = next((p for g in self.param_groups for p in g["params"]), None)
         device = first.device if first is not None else torch.device("cpu")
+        self.process_group = process_group
+        if process_group is not None:
+            if not (dist.is_available() and dist.is_initialized()):
+                raise RuntimeError(
+                    "process_group was given but torch.distributed is not initialized: call "
+                    "torch.distributed.init_process_group first (e.g. under torchrun)."
+                )
+            if seed is None:  # every rank must draw the same probes: take rank 0's seed
+                box = torch.tensor(
+                    [int.from_bytes(os.urandom(7), "little")], dtype=torch.int64, device=device
+                )
+                dist.broadcast(box, src=dist.get_global_rank(process_group, 0), group=process_group)
+                seed = int(box.item())
         self.seed, self._generator = make_generator(seed, device)
         self._num_steps = 0
         self._legacy_warned = False
@@ -505,10 +565,10 @@ class CurvatureOptimizer(Optimizer):
         if closure is None:
             return self._legacy_step(params)
         loss, output = evaluate_closure(closure)
-        value = loss.detach()
         needs_graph = self._needs_graph()
         grads = take_gradient(loss, params, create_graph=needs_graph)
         ctx = self._context(loss, output, params, grads, needs_graph, closure)
+        value = ctx.loss_value
         del loss, output, grads  # from here on only ctx holds the graph; release() drops it
         plan = self._prepare(ctx) if ctx.params else None
         self._finish(ctx, plan)
@@ -516,6 +576,11 @@ class CurvatureOptimizer(Optimizer):
 
     def _legacy_context(self, params: list[Tensor]) -> StepContext:
         """The context of a step without a closure: gradients from ``p.grad``."""
+        if self.process_group is not None:
+            raise ClosureError(
+                f"{type(self).__name__} with a process_group needs a closure: the legacy path "
+                "cannot average curvature over ranks. Call opt.step(closure)."
+            )
         if self.requires_closure:
             raise ClosureError(
                 f"{type(self).__name__} re-evaluates the loss and needs a closure: call "
@@ -564,6 +629,9 @@ class CurvatureOptimizer(Optimizer):
             used.append(p)
             used_grads.append(g)
             p.grad = g.detach()
+        group = self.process_group
+        if group is not None:
+            return self._distributed_context(loss, output, used, used_grads, has_graph, closure)
         if self._needs_output() and output is None:
             raise ClosureError(
                 f"{type(self).__name__} needs the model output on this step: make the closure "
@@ -571,6 +639,50 @@ class CurvatureOptimizer(Optimizer):
             )
         re_eval = loss_only_closure(closure) if closure is not None else None
         return StepContext(loss, output, used, used_grads, has_graph, re_eval)
+
+    def _distributed_context(self, loss, output, used, used_grads, has_graph, closure):
+        """A step context whose gradients, products and loss values are averaged over the
+        process group (each rank's closure computes the mean loss of its own shard; shards of
+        equal size make the average the full-batch mean, as under DDP)."""
+        group = self.process_group
+        world = dist.get_world_size(group)
+
+        def reduce(tensors: list[Tensor]) -> None:
+            if not tensors:
+                return
+            buf = torch.cat([t.detach().reshape(-1) for t in tensors])
+            dist.all_reduce(buf, group=group)
+            buf /= world
+            for t, c in zip(tensors, torch.split(buf, [t.numel() for t in tensors])):
+                with torch.no_grad():
+                    t.copy_(c.view_as(t))
+
+        global_grads = [g.detach().clone() for g in used_grads]
+        reduce(global_grads)
+        for p, g in zip(used, global_grads):
+            p.grad = g
+        if self._needs_output() and output is None:
+            raise ClosureError(
+                f"{type(self).__name__} needs the model output on this step: make the closure "
+                "return (loss, output)."
+            )
+        value = None
+        if loss is not None:
+            value = loss.detach().clone().reshape(1)
+            reduce([value])
+            value = value[0]
+        re_eval = None
+        if closure is not None:
+            inner = loss_only_closure(closure)
+
+            def re_eval() -> Tensor:
+                v = inner().reshape(1).clone()
+                reduce([v])
+                return v[0]
+
+        ctx = StepContext(loss, output, used, used_grads, has_graph, re_eval, loss_value=value)
+        ctx.global_grads, ctx.reduce, ctx.world_size = global_grads, reduce, world
+        return ctx
 
     def _finish(self, ctx: StepContext, plan: Any) -> None:
         ctx.release()

@@ -116,6 +116,7 @@ class AdaHessian(CurvatureOptimizer):
         n_samples: int = 1,
         update_each: int = 1,
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         check_int("n_samples", n_samples)
         check_int("update_each", update_each)
@@ -125,7 +126,7 @@ class AdaHessian(CurvatureOptimizer):
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, hessian_power=hessian_power
         )
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     @classmethod
     def official(cls, params, **kwargs) -> AdaHessian:

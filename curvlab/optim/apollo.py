@@ -88,6 +88,7 @@ class Apollo(CurvatureOptimizer):
         weight_decay: float = 0.0,
         weight_decay_type: str = "L2",
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         defaults = dict(
             lr=lr,
@@ -100,7 +101,7 @@ class Apollo(CurvatureOptimizer):
             weight_decay=weight_decay,
             weight_decay_type=weight_decay_type,
         )
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         check_beta("beta", group["beta"])
@@ -137,9 +138,9 @@ class Apollo(CurvatureOptimizer):
                     state["approx_hessian"] = torch.zeros_like(p)
                     state["update"] = torch.zeros_like(p)
                 if state["step"] < group["warmup"]:
-                    lr = (group["lr"] - group["init_lr"]) * state["step"] / group[
-                        "warmup"
-                    ] + group["init_lr"]
+                    lr = (group["lr"] - group["init_lr"]) * state["step"] / group["warmup"] + group[
+                        "init_lr"
+                    ]
                 else:
                     lr = group["lr"]
                 grad = p.grad
@@ -149,9 +150,7 @@ class Apollo(CurvatureOptimizer):
                 state["step"] += 1
                 alpha = (1 - beta) / (1 - beta ** state["step"])
                 delta_grad = grad - m
-                rebound = (
-                    delta_grad.abs().max() if group["rebound"] == "belief" else group["sigma"]
-                )
+                rebound = delta_grad.abs().max() if group["rebound"] == "belief" else group["sigma"]
                 m.add_(delta_grad, alpha=alpha)
                 denom = torch.linalg.vector_norm(d_p, ord=4).add(eps)
                 d_p.div_(denom)

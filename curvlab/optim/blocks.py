@@ -67,6 +67,11 @@ class BlockOptimizer:
         optimizers = list(optimizers)
         if not optimizers:
             raise ValueError("BlockOptimizer needs at least one optimizer.")
+        if any(getattr(o, "process_group", None) is not None for o in optimizers):
+            raise ValueError(
+                "BlockOptimizer does not average gradients over a process_group yet: under "
+                "DDP, step each curvlab optimizer with its own closure instead."
+            )
         seen: dict[int, int] = {}
         for i, opt in enumerate(optimizers):
             if not isinstance(opt, Optimizer):

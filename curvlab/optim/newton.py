@@ -14,7 +14,6 @@ from ._base import (
     check_int,
     check_nonneg,
     check_positive,
-    dense_block_hessian,
     flat,
     split_like,
 )
@@ -118,6 +117,7 @@ class DampedNewton(CurvatureOptimizer):
         alpha: float | None = None,
         lam: float | None = None,
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         check_int("update_each", update_each)
         if alpha is not None:
@@ -135,7 +135,7 @@ class DampedNewton(CurvatureOptimizer):
             cg_max_iter=cg_max_iter,
         )
         self.last_info: list[dict] = []
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         if group["variant"] not in VARIANTS:
@@ -166,9 +166,7 @@ class DampedNewton(CurvatureOptimizer):
     def _needs_graph(self) -> bool:
         if self._refresh():
             return True
-        return any(
-            g["solver"] != "dense" or self._cached(g) is None for g in self.param_groups
-        )
+        return any(g["solver"] != "dense" or self._cached(g) is None for g in self.param_groups)
 
     def _prepare(self, ctx: StepContext):
         plan, info = [], []
@@ -202,8 +200,7 @@ class DampedNewton(CurvatureOptimizer):
             H = None if self._refresh() else self._cached(group)
             if H is None or H.shape[0] != n:
                 ctx.require_graph("DampedNewton")
-                H = dense_block_hessian([ctx.grad_of(p) for p in params], params)
-                ctx.counts["hvps"] += n
+                H = ctx.dense_hessian(params)
                 if self.update_each > 1:
                     self.state[params[0]]["dense_hessian"] = H.detach()
             A = H + lam * torch.eye(n, dtype=H.dtype, device=H.device)
@@ -219,9 +216,7 @@ class DampedNewton(CurvatureOptimizer):
         d = res.x
         if res.indefinite and not bool(torch.any(d != 0)):
             d = g.clone()
-        return d, dict(
-            cg_iters=res.num_iter, cg_converged=res.converged, indefinite=res.indefinite
-        )
+        return d, dict(cg_iters=res.num_iter, cg_converged=res.converged, indefinite=res.indefinite)
 
     def _apply(self, ctx: StepContext, plan):
         for item in plan:

@@ -28,8 +28,9 @@ CURVATURES = ("hessian", "ggn")
 class _GGNBlockOperator(CurvatureOperator):
     r""":math:`J^\top H_\ell J` on a parameter block, from a loss and an output with graphs."""
 
-    def __init__(self, loss: Tensor, output: Tensor, params: Sequence[Tensor]):
+    def __init__(self, loss: Tensor, output: Tensor, params: Sequence[Tensor], *, reduce=None):
         params = list(params)
+        self._reduce = reduce
         n = sum(p.numel() for p in params)
         super().__init__(n, params[0].dtype, params[0].device)
         self.params = params
@@ -60,7 +61,10 @@ class _GGNBlockOperator(CurvatureOperator):
         return flat([torch.zeros_like(p) if o is None else o for o, p in zip(out, self.params)])
 
     def _matmat(self, V: Tensor) -> Tensor:
-        return torch.stack([self._matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+        out = torch.stack([self._matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+        if self._reduce is not None:
+            self._reduce([out])
+        return out
 
 
 class NewtonCG(CurvatureOptimizer):
@@ -156,6 +160,7 @@ class NewtonCG(CurvatureOptimizer):
         armijo_c: float = 1e-4,
         max_backtracks: int = 20,
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         if isinstance(curvature, str) and curvature.lower() in ("gauss-newton", "gn"):
             curvature = "ggn"
@@ -173,7 +178,7 @@ class NewtonCG(CurvatureOptimizer):
         self.uses_output = curvature == "ggn"
         defaults = dict(lr=lr, damping=damping, cg_max_iter=cg_max_iter, cg_tol=cg_tol)
         self.last_info: dict = {}
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         check_nonneg("damping", group["damping"])
@@ -197,7 +202,7 @@ class NewtonCG(CurvatureOptimizer):
                 "NewtonCG(curvature='ggn') needs the model output with its graph: make the "
                 "closure return (loss, output)."
             )
-        return ctx.track(_GGNBlockOperator(ctx.loss, out, params))
+        return ctx.track(_GGNBlockOperator(ctx.loss, out, params, reduce=ctx.reduce))
 
     def _prepare(self, ctx: StepContext):
         if ctx.loss is None:

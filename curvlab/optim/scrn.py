@@ -154,6 +154,7 @@ class SCRN(CurvatureOptimizer):
         subsolver: str = "gd",
         krylov_dim: int = 10,
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         if subsolver == "krylov":
             subsolver = "lanczos"
@@ -168,7 +169,7 @@ class SCRN(CurvatureOptimizer):
             krylov_dim=krylov_dim,
         )
         self.last_info: list[dict] = []
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         check_positive("rho", group["rho"])

@@ -139,6 +139,7 @@ class Sophia(CurvatureOptimizer):
         update_each: int = 10,
         estimator: str = "hutchinson",
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         check_int("update_each", update_each)
         if isinstance(estimator, str):
@@ -148,7 +149,7 @@ class Sophia(CurvatureOptimizer):
         self.update_each = update_each
         self.estimator = estimator
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         check_betas(group["betas"])
@@ -177,9 +178,11 @@ class Sophia(CurvatureOptimizer):
         loss_hat, num = sampled_label_loss(ctx.output, self._generator)
         ghat = take_gradient(loss_hat, params, create_graph=False)
         ctx.counts["gradients"] += 1
-        return [
-            torch.zeros_like(p) if g is None else num * g * g for g, p in zip(ghat, params)
-        ]
+        ghat = [torch.zeros_like(p) if g is None else g for g, p in zip(ghat, params)]
+        if ctx.reduce is not None:  # data-parallel: the sampled-label gradient of the global
+            ctx.reduce(ghat)  # batch is the average; the batch size is world_size times larger
+            num = num * ctx.world_size
+        return [num * g * g for g in ghat]
 
     def _apply(self, ctx: StepContext, plan):
         hhat = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}

@@ -54,12 +54,13 @@ class StepSizeOptimizer(CurvatureOptimizer):
         update_each: int = 10,
         clip: bool = True,
         seed: int | torch.Generator | None = 0,
+        process_group=None,
     ):
         check_int("update_each", update_each)
         self.update_each = update_each
         self.clip = bool(clip)
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-        super().__init__(params, defaults, seed=seed)
+        super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
         check_betas(group["betas"])

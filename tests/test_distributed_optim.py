@@ -1,0 +1,96 @@
+"""Second-order optimizers under data parallelism (2 gloo processes) equal the full-batch step."""
+
+import pytest
+import torch
+import torch.distributed as dist
+from distributed_utils import run_distributed
+from torch import nn
+
+from curvlab.optim import SSDH, AdaHessian, DampedNewton, NewtonCG, Sophia
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
+
+DT = torch.float64
+
+
+def problem():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(16, 4, generator=gen, dtype=DT)
+    y = torch.randint(0, 3, (16,), generator=gen)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)).to(DT)
+    return model, X, y
+
+
+def make(name, params, group):
+    kw = {"process_group": group}
+    if name == "adahessian":
+        return AdaHessian(params, lr=0.1, seed=3, **kw)
+    if name == "sophia-g":
+        return Sophia(params, estimator="gnb", update_each=1, seed=3, **kw)
+    if name == "ssdh":
+        return SSDH(params, seed=None, **kw)
+    if name == "newton-cg":
+        return NewtonCG(params, **kw)
+    return DampedNewton(params, variant="gradreg", L=1.0, solver=name.split("-")[1], **kw)
+
+
+NAMES = ["adahessian", "damped-dense", "damped-cg", "sophia-g", "ssdh", "newton-cg"]
+STEPS = 3
+
+
+def run_steps(model, X, y, name, group=None, wrap=False):
+    net = nn.parallel.DistributedDataParallel(model) if wrap else model
+    opt = make(name, model.parameters(), group)
+    losses = []
+
+    def closure():
+        out = net(X)
+        loss = nn.functional.cross_entropy(out, y)
+        return (loss, out) if name == "sophia-g" else loss
+
+    for _ in range(STEPS):
+        losses.append(opt.step(closure))
+    return losses, [p.detach().clone() for p in model.parameters()]
+
+
+def _worker(rank, world):
+    out = {}
+    for name in NAMES:
+        model, X, y = problem()
+        sl = slice(0, 8) if rank == 0 else slice(8, 16)
+        out[name] = run_steps(
+            model, X[sl], y[sl], name, dist.group.WORLD, wrap=name == "adahessian"
+        )
+    return out
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return run_distributed(_worker, tmp_path_factory.mktemp("dist_optim"))
+
+
+@pytest.mark.parametrize("name", [n for n in NAMES if n != "ssdh"])
+def test_data_parallel_steps_equal_full_batch_steps(results, name):
+    model, X, y = problem()
+    losses, params = run_steps(model, X, y, name)
+    for r in results:
+        r_losses, r_params = r[name]
+        for a, b in zip(r_params, params):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        for a, b in zip(r_losses, losses):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    # identical on every rank, bit for bit
+    for a, b in zip(results[0][name][1], results[1][name][1]):
+        assert torch.equal(a, b)
+
+
+def test_seed_none_draws_the_same_probes_on_every_rank(results):
+    for a, b in zip(results[0]["ssdh"][1], results[1]["ssdh"][1]):
+        assert torch.equal(a, b)
+
+
+def test_process_group_without_init_is_a_clear_error():
+    model, X, y = problem()
+    with pytest.raises(RuntimeError, match="not initialized"):
+        AdaHessian(model.parameters(), process_group=object())
