@@ -61,10 +61,30 @@ def _bad_rank(rank, world):
 CASES = [("HessianOperator", False), ("GGNOperator", True), ("EmpiricalFisherOperator", False)]
 
 
+def estimates(op):
+    top = cl.eigsh(op, k=3, which="LA", seed=0)
+    tr = cl.trace(op, num_matvecs=30, seed=0)
+    sd = cl.spectral_density(op, num_probes=3, num_iter=12, seed=0)
+    return {
+        "eig": top.eigenvalues,
+        "trace": torch.as_tensor(tr.estimate),
+        "nodes": sd.nodes,
+        "weights": sd.weights,
+    }
+
+
+def _estimators(rank, world):
+    model, X, y = problem()
+    data = [(X[a:b], y[a:b]) for a, b in SHARDS[rank]]
+    op = cl.HessianOperator(model, nn.CrossEntropyLoss(), data, process_group=dist.group.WORLD)
+    return estimates(op)
+
+
 def _all_checks(rank, world):
     """One process launch for every check (spawning is the expensive part)."""
     out = {name: _products(rank, world, name, ddp) for name, ddp in CASES}
     out["bad"] = _bad_rank(rank, world)
+    out["estimates"] = _estimators(rank, world)
     return out
 
 
@@ -100,3 +120,12 @@ def test_process_group_without_init_is_a_clear_error():
     model, X, y = problem()
     with pytest.raises(RuntimeError, match="not initialized"):
         cl.HessianOperator(model, nn.CrossEntropyLoss(), [(X, y)], process_group=object())
+
+
+def test_estimators_agree_on_every_rank_and_with_one_process(distributed_results):
+    model, X, y = problem()
+    ref = estimates(cl.HessianOperator(model, nn.CrossEntropyLoss(), [(X, y)]))
+    ranks = [r["estimates"] for r in distributed_results]
+    for key in ref:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key  # bit for bit across ranks
+        torch.testing.assert_close(ranks[0][key], ref[key], rtol=1e-8, atol=1e-10)
