@@ -8,4 +8,14 @@ from .operators import __all__ as _operators_all
 
 __version__ = "0.1.0.dev0"
 
-__all__ = ["func", "optim", "problems", "landscape", "fourier", "plot", "__version__", *_operators_all, *_linalg_all]
+__all__ = [
+    "func",
+    "optim",
+    "problems",
+    "landscape",
+    "fourier",
+    "plot",
+    "__version__",
+    *_operators_all,
+    *_linalg_all,
+]

@@ -37,6 +37,7 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
+from ._batches import batch_size, call_model, to_device
 from ._params import flatten, select_params, unflatten
 
 __all__ = [
@@ -377,35 +378,7 @@ def _pair(x, what: str):
 
 
 # -- evaluation ----------------------------------------------------------------------------
-def _to_device(x, device):
-    if isinstance(x, Tensor):
-        return x.to(device) if x.device != device else x
-    if isinstance(x, tuple | list):
-        return type(x)(_to_device(t, device) for t in x)
-    if isinstance(x, Mapping):
-        return {k: _to_device(v, device) for k, v in x.items()}
-    return x
-
-
-def _batch_size(X, y) -> int:
-    for t in (y, X):
-        if isinstance(t, Tensor) and t.dim() > 0:
-            return t.shape[0]
-    seq = list(X.values()) if isinstance(X, Mapping) else X if isinstance(X, tuple | list) else []
-    for t in seq:
-        if isinstance(t, Tensor) and t.dim() > 0:
-            return t.shape[0]
-    raise ValueError(
-        "cannot tell the batch size: X or y must hold a tensor with a batch dimension."
-    )
-
-
-def _forward(model, X):
-    if isinstance(X, Mapping):
-        return model(**X)
-    if isinstance(X, tuple | list):
-        return model(*X)
-    return model(X)
+_to_device, _batch_size, _forward = to_device, batch_size, call_model
 
 
 def _check_data(data) -> None:

@@ -9,11 +9,14 @@ unweighted mean of batch means, so that any split of the same data gives the sam
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 
+from .._batches import batch_size as _batch_size
+from .._batches import call_model
+from .._batches import to_device as _to_device
 from .._distributed import all_reduce_checked, resolve_group, unwrap_ddp
 from .._params import flatten, select_params, unflatten
 from ._losses import reduction_of
@@ -23,29 +26,6 @@ __all__ = ["EmpiricalRiskOperator"]
 
 _RANDOM_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _NORM_MODULES = (nn.modules.batchnorm._BatchNorm,)
-
-
-def _to_device(x, device):
-    if isinstance(x, Tensor):
-        return x.to(device) if x.device != device else x
-    if isinstance(x, tuple | list):
-        return type(x)(_to_device(t, device) for t in x)
-    if isinstance(x, Mapping):
-        return {k: _to_device(v, device) for k, v in x.items()}
-    return x
-
-
-def _batch_size(X, y) -> int:
-    for t in (y, X):
-        if isinstance(t, Tensor) and t.dim() > 0:
-            return t.shape[0]
-    seq = list(X.values()) if isinstance(X, Mapping) else X if isinstance(X, tuple | list) else []
-    for t in seq:
-        if isinstance(t, Tensor) and t.dim() > 0:
-            return t.shape[0]
-    raise ValueError(
-        "cannot tell the batch size: X or y must hold a tensor with a batch dimension."
-    )
 
 
 class EmpiricalRiskOperator(CurvatureOperator):
@@ -166,11 +146,7 @@ class EmpiricalRiskOperator(CurvatureOperator):
 
     def forward(self, X):
         """Run the model on one batch's inputs (tensor, tuple or dict)."""
-        if isinstance(X, Mapping):
-            return self.model(**X)
-        if isinstance(X, tuple | list):
-            return self.model(*X)
-        return self.model(X)
+        return call_model(self.model, X)
 
     def batch_loss(self, out: Tensor, y, i: int, *, functional: bool = False) -> Tensor:
         """``loss_fn(out, y)`` checked to be a scalar.
