@@ -1,5 +1,41 @@
-"""Estimators that take any :class:`~curvlab.operators.CurvatureOperator`."""
+"""Estimators that take any :class:`~curvlab.CurvatureOperator`.
 
+Eigenvalues (:func:`eigsh`, :func:`power_iteration`, :func:`lanczos`), spectral density
+(:func:`spectral_density`), trace and diagonal (:func:`trace`, :func:`diagonal`), the
+spectral gap (:func:`spectral_gap`) and linear solves (:func:`cg`). Each runs in torch on the
+operator's device and returns a frozen result dataclass.
+"""
+
+from .density import spectral_density
+from .diagonal import diagonal
+from .gap import spectral_gap
+from .lanczos import eigsh, lanczos
+from .power import power_iteration
+from .results import (
+    DiagonalResult,
+    EigenResult,
+    LanczosResult,
+    SpectralDensity,
+    SpectralGap,
+    TraceResult,
+)
 from .solve import CGResult, cg
+from .trace import trace
 
-__all__ = ["cg", "CGResult"]
+__all__ = [
+    "lanczos",
+    "eigsh",
+    "power_iteration",
+    "spectral_density",
+    "trace",
+    "diagonal",
+    "spectral_gap",
+    "cg",
+    "EigenResult",
+    "TraceResult",
+    "DiagonalResult",
+    "SpectralDensity",
+    "SpectralGap",
+    "LanczosResult",
+    "CGResult",
+]

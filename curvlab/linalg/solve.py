@@ -57,7 +57,7 @@ def cg(
     Parameters
     ----------
     op
-        Any :class:`~curvlab.operators.CurvatureOperator` (or anything with ``@``, ``shape``,
+        Any :class:`~curvlab.CurvatureOperator` (or anything with ``@``, ``shape``,
         ``dtype`` and ``device``).
     b
         Right-hand side, shape ``(n,)``.
@@ -79,8 +79,9 @@ def cg(
     >>> import torch
     >>> from curvlab import DenseOperator, cg
     >>> A = DenseOperator(torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64))
-    >>> res = cg(A, torch.tensor([1.0, 2.0], dtype=torch.float64))
-    >>> res.converged, torch.allclose(A.matrix @ res.x, torch.tensor([1.0, 2.0], dtype=torch.float64))
+    >>> b = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> res = cg(A, b)
+    >>> res.converged, torch.allclose(A.matrix @ res.x, b)
     (True, True)
     """
     n = op.shape[0]

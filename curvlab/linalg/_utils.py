@@ -1,0 +1,101 @@
+"""Shared checks and random draws for the estimators (private)."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "check_operator",
+    "make_generator",
+    "gaussian",
+    "rademacher",
+    "matmul",
+    "check_positive_int",
+]
+
+Seed = int | torch.Generator | None
+
+
+def check_operator(op) -> int:
+    """Check that ``op`` looks like a square operator and return ``n``."""
+    if isinstance(op, Tensor):
+        raise TypeError(
+            "expected a CurvatureOperator, got a tensor; wrap a symmetric matrix with "
+            "curvlab.DenseOperator(matrix)."
+        )
+    for attr in ("shape", "dtype", "device"):
+        if not hasattr(op, attr):
+            raise TypeError(
+                f"expected a CurvatureOperator (with shape, dtype, device and @), got "
+                f"{type(op).__name__} without .{attr}; wrap a matrix with "
+                "curvlab.DenseOperator(matrix)."
+            )
+    shape = tuple(op.shape)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(
+            f"the estimators need a square (symmetric) operator, got shape {shape}."
+        )
+    if not op.dtype.is_floating_point or op.dtype.is_complex:
+        raise TypeError(f"the operator must have a real floating dtype, got {op.dtype}.")
+    if shape[0] < 1:
+        raise ValueError("the operator is empty (n = 0).")
+    return int(shape[0])
+
+
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int, or raise if it is not an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def make_generator(seed: Seed, device: torch.device) -> tuple[torch.Generator, int]:
+    """A generator on ``device`` and the integer seed that reproduces it.
+
+    ``seed`` may be an int, a :class:`torch.Generator` (an integer seed is drawn from it, so
+    the same generator state gives the same result) or ``None`` (a fresh non-deterministic
+    seed). The returned integer, passed back as ``seed``, reproduces the run.
+    """
+    if seed is None:
+        s = int(torch.Generator().seed()) % (2**63)
+    elif isinstance(seed, torch.Generator):
+        s = int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
+    elif isinstance(seed, Integral) and not isinstance(seed, bool):
+        s = int(seed)
+        if s < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {s}.")
+    else:
+        raise TypeError(
+            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+        )
+    gen = torch.Generator(device=device)
+    gen.manual_seed(s)
+    return gen, s
+
+
+def gaussian(shape, gen: torch.Generator, dtype, device) -> Tensor:
+    """Standard normal draws in ``dtype`` (drawn in float64 for low-precision dtypes)."""
+    draw_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    return torch.randn(shape, generator=gen, dtype=draw_dtype, device=device).to(dtype)
+
+
+def rademacher(shape, gen: torch.Generator, dtype, device) -> Tensor:
+    """Independent +-1 entries with probability 1/2 each."""
+    bits = torch.randint(0, 2, shape, generator=gen, device=device)
+    return (2 * bits - 1).to(dtype)
+
+
+def matmul(op, V: Tensor) -> Tensor:
+    """``op @ V`` with a check that the product is finite (one sync)."""
+    out = op @ V
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(
+            "the operator returned NaN or Inf: check the model's loss for overflow (or the "
+            "matrix for non-finite entries), or compute in float64."
+        )
+    return out

@@ -1,0 +1,320 @@
+"""Frozen result dataclasses of the estimators in ``curvlab.linalg``.
+
+Each result carries what a scientist must report with the number: the estimate, its residuals
+or standard error, the number of operator products it cost and the seed that reproduces it.
+Tensors stay on the operator's device; scalars are Python floats.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .solve import CGResult
+
+__all__ = [
+    "EigenResult",
+    "LanczosResult",
+    "TraceResult",
+    "DiagonalResult",
+    "SpectralDensity",
+    "SpectralGap",
+    "CGResult",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class EigenResult:
+    """Eigenpairs from :func:`~curvlab.eigsh` or :func:`~curvlab.power_iteration`.
+
+    Attributes
+    ----------
+    eigenvalues : Tensor
+        Shape ``(k,)``, in ascending algebraic order (as
+        ``scipy.sparse.linalg.eigsh(..., return_eigenvectors=True)`` returns them, whatever
+        ``which``), for :func:`~curvlab.eigsh` and :func:`~curvlab.power_iteration` alike.
+    eigenvectors : Tensor or None
+        Shape ``(n, k)``, orthonormal columns matching ``eigenvalues`` (``None`` when not asked
+        for).
+    residuals : Tensor
+        Shape ``(k,)``: ``||A x_i - lambda_i x_i||`` for unit ``x_i``. By Bauer-Fike an exact
+        eigenvalue lies within ``residuals[i]`` of ``eigenvalues[i]``.
+    num_matvecs : int
+        Operator products used (a block of ``b`` columns counts ``b``).
+    converged : bool
+        ``True`` only when ``residuals[i] <= tol * |eigenvalues[i]|`` for every ``i`` (for
+        :func:`~curvlab.power_iteration` with ``criterion="eigenvalue"``, the stopping rule
+        of the classic tools instead; see there).
+    seed : int or None
+        The integer seed that reproduces the random start (``None`` when no randomness was
+        used).
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor | None
+    residuals: Tensor
+    num_matvecs: int
+    converged: bool
+    seed: int | None
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{v:.6g}" for v in self.eigenvalues.tolist())
+        return (
+            f"EigenResult(eigenvalues=[{vals}], max_residual="
+            f"{self.residuals.max().item() if self.residuals.numel() else 0.0:.3g}, "
+            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed})"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class LanczosResult:
+    """The Lanczos decomposition ``A V = V T + r e_m^T`` from :func:`~curvlab.lanczos`.
+
+    Attributes
+    ----------
+    alpha : Tensor
+        Diagonal of the tridiagonal matrix ``T``, shape ``(m,)``.
+    beta : Tensor
+        Off-diagonal of ``T``, shape ``(m - 1,)``.
+    basis : Tensor or None
+        The orthonormal Lanczos vectors ``V``, shape ``(n, m)``; ``None`` when not kept.
+    residual_norm : float
+        ``||r||``, the norm of the next (unnormalized) Lanczos vector; ``0`` when the Krylov
+        space became invariant (the Ritz values are then exact eigenvalues).
+    num_matvecs : int
+        Operator products used (``m``).
+    seed : int or None
+        Seed of the random start vector (``None`` when ``v0`` was given).
+
+    ``m`` is ``num_iter`` unless the recurrence found an invariant subspace earlier.
+    """
+
+    alpha: Tensor
+    beta: Tensor
+    basis: Tensor | None
+    residual_norm: float
+    num_matvecs: int
+    seed: int | None
+
+    @property
+    def num_iter(self) -> int:
+        """Number of Lanczos steps done (``m``)."""
+        return int(self.alpha.shape[0])
+
+    def tridiagonal(self) -> Tensor:
+        """The ``m x m`` symmetric tridiagonal matrix ``T = V^T A V``."""
+        return (
+            torch.diag(self.alpha)
+            + torch.diag(self.beta, diagonal=1)
+            + torch.diag(self.beta, diagonal=-1)
+        )
+
+    def ritz(self) -> tuple[Tensor, Tensor]:
+        """Ritz values (ascending) and Ritz vectors ``V Y`` (``None`` without a basis)."""
+        theta, Y = torch.linalg.eigh(self.tridiagonal())
+        return theta, (self.basis @ Y if self.basis is not None else None)
+
+    def quadrature(self) -> tuple[Tensor, Tensor]:
+        r"""Gauss quadrature nodes and weights of the start vector's spectral measure.
+
+        With ``v`` the unit start vector, ``sum_i w_i f(t_i)`` approximates
+        ``v^T f(A) v`` and is exact for polynomials of degree up to ``2 m - 1``.
+        """
+        theta, Y = torch.linalg.eigh(self.tridiagonal())
+        return theta, Y[0] ** 2
+
+
+@dataclass(frozen=True, eq=False)
+class TraceResult:
+    """A stochastic trace estimate from :func:`~curvlab.trace`.
+
+    Attributes
+    ----------
+    estimate : float
+        The trace estimate.
+    std_error : float
+        Estimated standard error of ``estimate`` (see :func:`~curvlab.trace` for how each
+        method estimates it); ``nan`` when it cannot be estimated (a single sample).
+    num_matvecs : int
+        Operator products used.
+    method : str
+        ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"``.
+    seed : int
+        The integer seed that reproduces the estimate.
+    """
+
+    estimate: float
+    std_error: float
+    num_matvecs: int
+    method: str
+    seed: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class DiagonalResult:
+    """A stochastic estimate of the diagonal from :func:`~curvlab.diagonal`.
+
+    Attributes
+    ----------
+    estimate : Tensor
+        Shape ``(n,)``, the diagonal estimate.
+    std_error : Tensor or None
+        Shape ``(n,)``, entry-wise standard error (``None`` where the method gives none).
+    num_matvecs : int
+        Operator products used.
+    method : str
+        ``"hutchinson"`` or ``"xdiag"``.
+    seed : int
+        The integer seed that reproduces the estimate.
+    """
+
+    estimate: Tensor
+    std_error: Tensor | None
+    num_matvecs: int
+    method: str
+    seed: int | None
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralGap:
+    """The two largest algebraic eigenvalues and their gap, from :func:`~curvlab.spectral_gap`.
+
+    Attributes
+    ----------
+    lambda1, lambda2 : float
+        The largest and second largest eigenvalues.
+    difference : float
+        ``lambda1 - lambda2``.
+    ratio : float
+        ``lambda1 / lambda2`` (``inf`` or ``nan`` when ``lambda2 == 0``): the "spectral gap"
+        of the classic studies.
+    residuals : Tensor
+        ``(2,)``: ``||A x - lambda x||`` for ``lambda1`` and ``lambda2`` (in that order).
+    num_matvecs : int
+        Operator products used.
+    converged : bool
+        Both residuals within ``tol * |lambda|``.
+    seed : int or None
+        Seed of the eigensolver's random start.
+    """
+
+    lambda1: float
+    lambda2: float
+    difference: float
+    ratio: float
+    residuals: Tensor
+    num_matvecs: int
+    converged: bool = True
+    seed: int | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class SpectralDensity:
+    r"""The spectral density of an operator from stochastic Lanczos quadrature.
+
+    Every probe ``p`` contributes a discrete measure with nodes ``nodes[p]`` and weights
+    ``weights[p]`` (summing to one); the density is their average,
+
+    .. math:: \phi(t) = \frac{1}{P} \sum_{p} \sum_i w_{p,i}\, \delta(t - t_{p,i}),
+
+    an estimate of the normalized eigenvalue distribution ``(1/n) sum_j delta(t - lambda_j)``.
+    :meth:`evaluate` smooths it with a Gaussian kernel.
+
+    Attributes
+    ----------
+    nodes : Tensor
+        ``(num_probes, m)`` Gauss quadrature nodes (Ritz values). A probe whose Krylov space
+        became invariant before ``m`` steps is padded with copies of its largest node with
+        zero weight.
+    weights : Tensor
+        ``(num_probes, m)`` non-negative weights, each row summing to one.
+    num_matvecs : int
+        Operator products used.
+    seed : int or None
+        The integer seed of the probes (``None`` when the probes were given).
+    dim : int or None
+        ``n``, the operator's size (``dim * moment(1)`` estimates the trace).
+    """
+
+    nodes: Tensor
+    weights: Tensor
+    num_matvecs: int
+    seed: int | None
+    dim: int | None = None
+
+    @property
+    def num_probes(self) -> int:
+        return int(self.nodes.shape[0])
+
+    def moment(self, p: int) -> float:
+        r"""The ``p``-th moment ``(1/P) sum_p sum_i w_{p,i} t_{p,i}^p`` (estimates tr(A^p)/n)."""
+        return float((self.weights * self.nodes**p).sum(dim=1).mean())
+
+    def default_sigma(self) -> float:
+        """Default broadening: 1% of the spread of the nodes (or of their scale)."""
+        w = self.weights > 0
+        lo = float(self.nodes[w].min()) if w.any() else 0.0
+        hi = float(self.nodes[w].max()) if w.any() else 0.0
+        spread = hi - lo
+        if spread > 0:
+            return 0.01 * spread
+        return 0.01 * max(abs(hi), 1.0)
+
+    def default_grid(self, num: int = 1000, sigma: float | None = None) -> Tensor:
+        """An evenly spaced grid covering the nodes with a margin of ``5 sigma``."""
+        sigma = self.default_sigma() if sigma is None else float(sigma)
+        w = self.weights > 0
+        lo = float(self.nodes[w].min()) - 5 * sigma
+        hi = float(self.nodes[w].max()) + 5 * sigma
+        return torch.linspace(lo, hi, num, dtype=self.nodes.dtype, device=self.nodes.device)
+
+    def evaluate(
+        self, grid: Tensor | Sequence[float] | None = None, sigma: float | None = None
+    ) -> Tensor:
+        r"""The density smoothed by a Gaussian kernel of width ``sigma``, on ``grid``.
+
+        .. math:: \phi_\sigma(x) = \frac{1}{P} \sum_p \sum_i w_{p,i}
+            \frac{1}{\sigma\sqrt{2\pi}} e^{-(x - t_{p,i})^2 / (2 \sigma^2)}
+
+        integrates to one over the real line.
+
+        Parameters
+        ----------
+        grid
+            Points ``x`` (tensor, array or list); default :meth:`default_grid`.
+        sigma
+            Kernel width, positive; default :meth:`default_sigma`.
+
+        Returns
+        -------
+        Tensor
+            The density at ``grid``, same length, on the nodes' device.
+        """
+        sigma = self.default_sigma() if sigma is None else float(sigma)
+        if not (sigma > 0 and math.isfinite(sigma)):
+            raise ValueError(f"sigma must be a positive number, got {sigma}.")
+        if grid is None:
+            grid = self.default_grid(sigma=sigma)
+        x = torch.as_tensor(grid, dtype=self.nodes.dtype, device=self.nodes.device).reshape(-1)
+        t = self.nodes.reshape(-1)
+        w = self.weights.reshape(-1) / self.num_probes
+        keep = w > 0
+        t, w = t[keep], w[keep]
+        out = torch.empty_like(x)
+        norm = 1.0 / (sigma * math.sqrt(2 * math.pi))
+        chunk = max(1, 2**22 // max(t.numel(), 1))
+        for start in range(0, x.numel(), chunk):
+            xs = x[start : start + chunk]
+            z = (xs[:, None] - t[None, :]) / sigma
+            out[start : start + chunk] = norm * (torch.exp(-0.5 * z * z) @ w)
+        return out
+
+    def plot(self, ax=None, **kwargs):
+        """Plot the density with :func:`curvlab.plot.density` (keywords passed on)."""
+        from ..plot import density
+
+        return density(self, ax=ax, **kwargs)
