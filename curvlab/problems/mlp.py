@@ -29,7 +29,7 @@ def _check_widths(widths, name: str) -> tuple[int, ...]:
 
 
 class MLP(nn.Sequential):
-    """Multilayer perceptron ``in -> hidden[0] -> ... -> out`` with one activation throughout.
+    """Multilayer perceptron: ``in``, the ``hidden`` widths, ``out``, one activation throughout.
 
     Inputs with more than two dimensions are flattened from dimension 1 (images work as is).
     Study E uses ``MLP(1, [256] * 4, 1)`` (ReLU, the sinusoids) and ``MLP(784, [784], 10)``

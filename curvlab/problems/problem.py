@@ -65,7 +65,7 @@ class Problem:
 
     Unpacks as ``model, loss_fn, train_loader, test_loader = problem``. Extra facts of the
     problem (the true matrix of a regression, the condition number, the sampled points, ...)
-    are in :attr:`info` and can also be read as attributes (``problem.A`` is
+    are in ``info`` and can also be read as attributes (``problem.A`` is
     ``problem.info["A"]``).
 
     Attributes

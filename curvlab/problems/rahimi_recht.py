@@ -125,7 +125,7 @@ def rahimi_recht_matrix(
     ``"published"`` (default)
         For the two published instances of study B, within a window around the published
         value: ``c=30`` -> 29.3 +- 3%, ``c=1e4`` -> 15,099 +- 10%
-        (:data:`PUBLISHED_CONDITION_NUMBERS`). For any other ``c``, the crossing rule.
+        (``PUBLISHED_CONDITION_NUMBERS``). For any other ``c``, the crossing rule.
     ``"crossing"``
         The original's rule: if the first candidate has ``cond(A) < c``, redraw until
         ``cond(A) >= c``, else until ``cond(A) <= c``. (The typical candidate has cond ~ 100

@@ -32,7 +32,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: a 3x3 stem, stages of :class:`BasicBlock`, global average pooling.
+    """CIFAR-style ResNet: a 3x3 stem, stages of ``BasicBlock``, global average pooling.
 
     ``ResNet(widths=(64, 128, 256, 512), blocks=(2, 2, 2, 2))`` is the CIFAR ResNet18 of
     study B; the defaults (``widths=(16, 32, 64)``, one block per stage, 76k parameters)

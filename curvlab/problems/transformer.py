@@ -98,7 +98,7 @@ class Transformer(nn.Module):
     Input: token ids ``(B, T)`` (with ``vocab_size``) or features ``(B, T, in_features)``
     (with ``in_features``; images ``(B, C, H, W)`` are read as ``H`` tokens of ``C W``
     features, row by row); a sinusoidal positional encoding is added to the embedding, then
-    ``num_layers`` pre-norm :class:`EncoderBlock` s and a final LayerNorm. With
+    ``num_layers`` pre-norm ``EncoderBlock`` s and a final LayerNorm. With
     ``pool="mean"`` the output is ``(B, out_features)`` from the mean over positions
     (classification); with ``pool=None`` it is ``(B, T, out_features)`` (e.g. next-token
     logits with ``causal=True``). No dropout, so two passes agree (curvature operators check
