@@ -1,0 +1,211 @@
+"""One adapter per library. Each runs in its own process (see :mod:`benchmarks.worker`).
+
+An adapter module defines ``REQUIRES`` (the import names it needs) and ``TASKS``, a dict
+from task name to ``fn(ctx) -> dict``. Tasks use the library's public API as documented and
+return seconds, which :mod:`benchmarks.worker` divides by ``G`` (one full-data gradient
+measured in the same process). The helpers here are shared: deterministic probe vectors,
+eigenvalue ladders and trace estimates scored against the float64 reference.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from ..measure import Timer, relative_error
+from ..workloads import Workload
+
+__all__ = ["ADAPTERS", "Context", "load", "available"]
+
+#: adapter name -> module
+ADAPTERS = {
+    "curvlab": "benchmarks.adapters.curvlab",
+    "pyhessian": "benchmarks.adapters.pyhessian",
+    "curvlinops": "benchmarks.adapters.curvlinops",
+    "hessian_eigenthings": "benchmarks.adapters.eigenthings",
+    "torch_optimizer": "benchmarks.adapters.torch_optimizer",
+    "backpack": "benchmarks.adapters.backpack",
+}
+
+
+def load(name: str):
+    """The adapter module ``name``."""
+    if name not in ADAPTERS:
+        raise ValueError(f"unknown adapter {name!r}; choose from {sorted(ADAPTERS)}.")
+    return importlib.import_module(ADAPTERS[name])
+
+
+def available(name: str) -> bool:
+    """Whether every package adapter ``name`` needs can be imported."""
+    mod = load(name)
+    for req in mod.REQUIRES:
+        try:
+            importlib.import_module(req)
+        except Exception:  # noqa: BLE001 - a broken install counts as absent
+            return False
+    return True
+
+
+@dataclass
+class Context:
+    """What a task gets: the workload, the run's settings, a timer and the unit G."""
+
+    workload: Workload
+    config: dict
+    timer: Timer
+    G: float
+    reference: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> torch.device:
+        return self.workload.device
+
+    @property
+    def n(self) -> int:
+        return self.workload.num_params
+
+    def vector(self, k: int | None = None, seed: int = 0) -> torch.Tensor:
+        """A deterministic Gaussian vector ``(n,)`` or block ``(n, k)`` on the device."""
+        gen = torch.Generator().manual_seed(seed)
+        shape = (self.n,) if k is None else (self.n, k)
+        return torch.randn(shape, generator=gen, dtype=torch.float64).to(
+            device=self.device, dtype=self.workload.dtype
+        )
+
+    def split(self, v: torch.Tensor) -> list[torch.Tensor]:
+        """A flat vector as a list of tensors shaped like the parameters."""
+        out, i = [], 0
+        for p in self.workload.params:
+            out.append(v[i : i + p.numel()].reshape(p.shape))
+            i += p.numel()
+        return out
+
+    def G_ratio(self, seconds: float) -> float:
+        return seconds / self.G
+
+    # -- eigenvalues -------------------------------------------------------------------
+    def eig_error(self, eigenvalues, k: int) -> float | None:
+        """Largest relative error of the ``k`` returned eigenvalues, sorted descending,
+        against the reference's ``k`` largest algebraic ones."""
+        if self.reference is None:
+            return None
+        ref = self.reference["top_eigenvalues"][:k]
+        est = sorted((float(x) for x in eigenvalues), reverse=True)[:k]
+        if len(est) < k:
+            return float("inf")
+        return max(relative_error(e, r) for e, r in zip(est, ref))
+
+    def eig_run(
+        self, label: str, k: int, fn: Callable[[], tuple[list[float], int]], *, default=False
+    ) -> dict:
+        """Time ``fn`` (which returns eigenvalues and its number of products) and score it."""
+        repeats = int(self.config.get("solver_repeats", 1))
+        times, vals, mv = [], None, None
+        for _ in range(repeats):
+            t, (vals, mv) = self.timer.once(fn)
+            times.append(t)
+        sec = statistics.median(times)
+        err = self.eig_error(vals, k)
+        target = float(self.config.get("target_error", 1e-4))
+        return {
+            "label": label,
+            "default": default,
+            "G": self.G_ratio(sec),
+            "seconds": sec,
+            "matvecs": mv,
+            "error": err,
+            "reached": err is not None and err <= target,
+            "eigenvalues": sorted((float(x) for x in vals), reverse=True)[:k],
+        }
+
+    def ladder(self, k: int, entries: list[tuple[str, bool, Callable]]) -> dict:
+        """Run ``(label, is_default, fn)`` entries (cheapest first) until one reaches the
+        target error; defaults always run. Stops after ``ladder_budget_G`` units of G."""
+        budget = float(self.config.get("ladder_budget_G", 5000.0))
+        spent, runs, reached = 0.0, [], None
+        for label, is_default, fn in entries:
+            if reached is not None and not is_default:
+                continue
+            if spent > budget and not is_default:
+                runs.append({"label": label, "skipped": f"ladder budget {budget:g} G spent"})
+                continue
+            try:
+                r = self.eig_run(label, k, fn, default=is_default)
+            except Exception as err:  # noqa: BLE001 - a failing setting is a result too
+                runs.append({"label": label, "default": is_default, "failed": repr(err)[:300]})
+                continue
+            spent += r["G"]
+            runs.append(r)
+            if r["reached"] and reached is None:
+                reached = r
+        return {
+            "k": k,
+            "runs": runs,
+            "fastest_reaching": None if reached is None else reached["label"],
+            "fastest_G": None if reached is None else reached["G"],
+        }
+
+    # -- trace -------------------------------------------------------------------------
+    def trace_runs(self, methods: dict[str, Callable[[int], float]]) -> dict:
+        """Run each trace estimator ``fn(seed) -> estimate`` over the configured seeds at
+        the configured budget of products; score against the exact trace."""
+        m = int(self.config.get("trace_matvecs", 30))
+        seeds = list(range(int(self.config.get("trace_seeds", 3))))
+        exact = None if self.reference is None else self.reference.get("trace")
+        out = {}
+        for label, fn in methods.items():
+            try:
+                times, ests = [], []
+                for s in seeds:
+                    t, est = self.timer.once(lambda s=s, fn=fn: fn(s))
+                    times.append(t)
+                    ests.append(float(est))
+                errs = None if exact is None else [relative_error(e, exact) for e in ests]
+                out[label] = {
+                    "estimates": ests,
+                    "errors": errs,
+                    "median_error": None if errs is None else statistics.median(errs),
+                    "G": self.G_ratio(statistics.median(times)),
+                }
+            except Exception as err:  # noqa: BLE001
+                out[label] = {"failed": repr(err)[:300]}
+        return {"matvecs": m, "exact": exact, "methods": out}
+
+
+def seeded(seed: int):
+    """Seed torch's global RNG (for peers whose estimators draw from it) for one call."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+# -- optimizer steps -----------------------------------------------------------------------
+def step_closure(ctx: Context, model):
+    """The loss of ``model`` on the workload's first batch (one optimizer step's data)."""
+    X, y = ctx.workload.batches[0]
+    loss_fn = ctx.workload.loss_fn
+    return lambda: loss_fn(model(X), y)
+
+
+def copy_model(ctx: Context):
+    """An independent copy of the workload's model (optimizer steps change parameters)."""
+    return copy.deepcopy(ctx.workload.model)
+
+
+def sgd_step(ctx: Context, model) -> Callable[[], None]:
+    """Forward, backward and an SGD update on one batch: the unit of optimizer-step ratios."""
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    closure = step_closure(ctx, model)
+
+    def step():
+        opt.zero_grad()
+        closure().backward()
+        opt.step()
+
+    return step

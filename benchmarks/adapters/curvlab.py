@@ -1,0 +1,219 @@
+"""curvlab through its public API: operators, eigsh, trace, spectral density, optimizers."""
+
+from __future__ import annotations
+
+import torch
+
+from ..measure import peak_memory
+from ..workloads import gradient
+from . import Context, copy_model, sgd_step, step_closure
+
+REQUIRES = ("curvlab",)
+
+
+def _cl():
+    import curvlab
+
+    return curvlab
+
+
+def hessian(ctx: Context, **kw):
+    w = ctx.workload
+    kw.setdefault("check_deterministic", False)
+    return _cl().HessianOperator(w.model, w.loss_fn, w.batches, **kw)
+
+
+def ggn(ctx: Context, **kw):
+    w = ctx.workload
+    kw.setdefault("check_deterministic", False)
+    return _cl().GGNOperator(w.model, w.loss_fn, w.batches, **kw)
+
+
+# ------------------------------------------------------------------------------------------
+def products(ctx: Context) -> dict:
+    v, V = ctx.vector(), ctx.vector(8, seed=1)
+    t = ctx.timer
+    out = {}
+    plain = hessian(ctx, graph_cache_mb=0)
+    out["hvp_plain"] = ctx.G_ratio(t.median(lambda: plain @ v))
+    out["hvp_k8_per_column_plain"] = ctx.G_ratio(t.median(lambda: plain @ V)) / 8
+    reuse = hessian(ctx)
+    out["hvp_reuse"] = ctx.G_ratio(t.median(lambda: reuse @ v))
+    out["hvp_k8_per_column_reuse"] = ctx.G_ratio(t.median(lambda: reuse @ V)) / 8
+    try:
+        fwd = hessian(ctx, mode="fwd-rev")
+        out["hvp_fwd_rev"] = ctx.G_ratio(t.median(lambda: fwd @ v))
+        out["hvp_k8_per_column_fwd_rev"] = ctx.G_ratio(t.median(lambda: fwd @ V)) / 8
+    except Exception as err:  # noqa: BLE001
+        out["hvp_fwd_rev"] = None
+        ctx.notes.append(f"fwd-rev Hessian failed: {err!r}"[:200])
+    for mode in ("rev-rev", "fwd-rev"):
+        try:
+            G = ggn(ctx, mode=mode)
+            out[f"ggn_{mode.replace('-', '_')}"] = ctx.G_ratio(t.median(lambda G=G: G @ v))
+            key = f"ggn_k8_per_column_{mode.replace('-', '_')}"
+            out[key] = ctx.G_ratio(t.median(lambda G=G: G @ V)) / 8
+        except Exception as err:  # noqa: BLE001
+            ctx.notes.append(f"GGN {mode} failed: {err!r}"[:200])
+    # the library's default settings: what a user gets without tuning
+    out["hvp"] = out["hvp_plain"]
+    out["hvp_many"] = min(out["hvp_reuse"], out["hvp_k8_per_column_reuse"])
+    cand = [out.get("ggn_rev_rev"), out.get("ggn_fwd_rev")]
+    out["ggn"] = min(c for c in cand if c is not None) if any(cand) else None
+    return out
+
+
+def memory(ctx: Context) -> dict:
+    v = ctx.vector()
+    plain = hessian(ctx, graph_cache_mb=0)
+    g = peak_memory(lambda: gradient(ctx.workload), ctx.device)
+    h = peak_memory(lambda: plain @ v, ctx.device)
+    out = {"gradient_bytes": g, "hvp_bytes": h, "hvp_over_gradient": None}
+    if g and h is not None:
+        out["hvp_over_gradient"] = h / g
+    try:
+        G = ggn(ctx, mode="fwd-rev")
+        gg = peak_memory(lambda: G @ v, ctx.device)
+        out["ggn_over_gradient"] = gg / g if g and gg is not None else None
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+def _eig(ctx: Context, k: int, **kw):
+    def run():
+        H = hessian(ctx)
+        res = _cl().eigsh(H, k=k, seed=0, return_eigenvectors=False, **kw)
+        return res.eigenvalues.tolist(), res.num_matvecs
+
+    return run
+
+
+def _top(ctx: Context, k: int) -> dict:
+    target = float(ctx.config.get("target_error", 1e-4))
+    # the default first (always measured), then the same ladder of tolerances as the peers
+    entries = [("eigsh default (tol=1e-6)", True, _eig(ctx, k))]
+    entries += [
+        (f"eigsh tol={tol:g}", False, _eig(ctx, k, tol=tol))
+        for tol in (1e-2, 1e-3, target)
+        if tol >= target
+    ]
+    return ctx.ladder(k, entries)
+
+
+def top1(ctx: Context) -> dict:
+    return _top(ctx, 1)
+
+
+def top10(ctx: Context) -> dict:
+    return _top(ctx, int(ctx.config.get("top_k", 10)))
+
+
+# ------------------------------------------------------------------------------------------
+def trace(ctx: Context) -> dict:
+    cl = _cl()
+    m = int(ctx.config.get("trace_matvecs", 30))
+
+    def method(name):
+        return lambda seed: cl.trace(hessian(ctx), num_matvecs=m, method=name, seed=seed).estimate
+
+    return ctx.trace_runs({name: method(name) for name in ("hutchinson", "hutch++", "xtrace")})
+
+
+def density(ctx: Context) -> dict:
+    cl = _cl()
+    probes = int(ctx.config.get("density_probes", 10))
+    steps = int(ctx.config.get("density_steps", 100))
+
+    def run(p):
+        return cl.spectral_density(hessian(ctx), num_probes=p, num_iter=steps, seed=0)
+
+    sec, res = ctx.timer.once(lambda: run(probes))
+    sec1, _ = ctx.timer.once(lambda: run(1))
+    return {
+        "probes": probes,
+        "steps": steps,
+        "G": ctx.G_ratio(sec),
+        "matvecs": res.num_matvecs,
+        "one_probe_G": ctx.G_ratio(sec1),
+    }
+
+
+def diagonal(ctx: Context) -> dict:
+    cl = _cl()
+    m = int(ctx.config.get("trace_matvecs", 30))
+    ref = ctx.reference
+    exact = None
+    if ref is not None and ref.get("diag_file"):
+        exact = torch.load(ref["diag_file"], weights_only=True).to(torch.float64)
+    out = {"matvecs": m}
+    for name in ("hutchinson", "xdiag"):
+        sec, res = ctx.timer.once(
+            lambda name=name: cl.diagonal(hessian(ctx), num_matvecs=m, method=name, seed=0)
+        )
+        row = {"G": ctx.G_ratio(sec)}
+        if exact is not None:
+            est = res.estimate.detach().to("cpu", torch.float64)
+            row["relative_error"] = float((est - exact).norm() / exact.norm())
+        out[name] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+def optimizer(ctx: Context) -> dict:
+    from curvlab import optim
+
+    t = ctx.timer
+    model = copy_model(ctx)
+    sgd = t.median(sgd_step(ctx, model))
+    out = {"sgd_G": ctx.G_ratio(sgd), "steps_over_sgd": {}}
+    makers = {
+        "AdaHessian (torch-optimizer preset)": lambda ps: optim.AdaHessian.torch_optimizer(
+            ps, lr=1e-3
+        ),
+        "AdaHessian (official)": lambda ps: optim.AdaHessian(ps, lr=1e-3),
+        "Sophia (every 10 steps)": lambda ps: optim.Sophia(ps, lr=1e-4),
+        "Apollo": lambda ps: optim.Apollo(ps, lr=1e-3),
+    }
+    for label, make in makers.items():
+        try:
+            model = copy_model(ctx)
+            opt = make(model.parameters())
+            closure = step_closure(ctx, model)
+            sec = t.median(lambda opt=opt, closure=closure: opt.step(closure))
+            out["steps_over_sgd"][label] = sec / sgd
+        except Exception as err:  # noqa: BLE001
+            out["steps_over_sgd"][label] = None
+            ctx.notes.append(f"{label} failed: {err!r}"[:200])
+    return out
+
+
+def optimizer_memory(ctx: Context) -> dict:
+    from curvlab import optim
+
+    model = copy_model(ctx)
+    sgd = peak_memory(sgd_step(ctx, model), ctx.device)
+    model = copy_model(ctx)
+    opt = optim.AdaHessian.torch_optimizer(model.parameters(), lr=1e-3)
+    closure = step_closure(ctx, model)
+    ada = peak_memory(lambda: opt.step(closure), ctx.device)
+    return {
+        "sgd_bytes": sgd,
+        "adahessian_bytes": ada,
+        "adahessian_over_sgd": ada / sgd if sgd and ada is not None else None,
+    }
+
+
+TASKS = {
+    "products": products,
+    "top1": top1,
+    "top10": top10,
+    "trace": trace,
+    "density": density,
+    "diagonal": diagonal,
+    "optimizer": optimizer,
+    # memory last: it changes malloc settings for the rest of the process
+    "memory": memory,
+    "optimizer_memory": optimizer_memory,
+}

@@ -1,0 +1,187 @@
+"""Float64 references, computed without curvlab: eigenvalues by ARPACK, the trace exactly.
+
+* top-k largest algebraic eigenvalues (and the largest in magnitude) of the Hessian of a
+  float64 copy of the workload, by ``scipy.sparse.linalg.eigsh`` (ARPACK, ``tol=1e-10``) on
+  Hessian-vector products written with plain ``torch.autograd`` (double backward over first-
+  order graphs kept per batch); the residuals ``||H x - lambda x||`` are checked and stored;
+* the exact Hessian diagonal (hence the trace): BackPACK's ``DiagHessian`` in float64 where
+  BackPACK supports the model, otherwise ``n`` unit-vector products batched with
+  ``is_grads_batched`` (only below ``max_exact_n`` parameters).
+
+References are cached in :func:`benchmarks.workloads.cache_dir` under the parameters'
+fingerprint, so a rerun on the same parameters does not recompute them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from .workloads import Workload, build, cache_dir, fingerprint
+
+__all__ = ["compute_reference", "load_or_compute"]
+
+
+class _PlainHessian:
+    """Full-data Hessian products in float64 with plain autograd (first-order graphs kept)."""
+
+    def __init__(self, w: Workload):
+        self.params = w.params
+        self.n = w.num_params
+        N = w.num_data
+        self.grads = []
+        for X, y in w.batches:
+            loss = w.loss_fn(w.model(X), y) * (y.shape[0] / N)
+            self.grads.append(torch.autograd.grad(loss, self.params, create_graph=True))
+        self.count = 0
+
+    def _split(self, v: torch.Tensor, k: int | None = None):
+        out, i = [], 0
+        for p in self.params:
+            m = p.numel()
+            if k is None:
+                out.append(v[i : i + m].reshape(p.shape))
+            else:
+                out.append(v[:, i : i + m].reshape(k, *p.shape))
+            i += m
+        return out
+
+    def matvec(self, v: torch.Tensor) -> torch.Tensor:
+        self.count += 1
+        vs = self._split(v)
+        total = torch.zeros(self.n, dtype=v.dtype)
+        for g in self.grads:
+            h = torch.autograd.grad(g, self.params, vs, retain_graph=True)
+            total += torch.cat([t.reshape(-1) for t in h])
+        return total
+
+    def matmat_rows(self, V: torch.Tensor) -> torch.Tensor:
+        """``(k, n)`` rows in, ``(k, n)`` products out (batched backward)."""
+        k = V.shape[0]
+        self.count += k
+        vs = self._split(V, k)
+        total = torch.zeros_like(V)
+        for g in self.grads:
+            h = torch.autograd.grad(g, self.params, vs, retain_graph=True, is_grads_batched=True)
+            total += torch.cat([t.reshape(k, -1) for t in h], dim=1)
+        return total
+
+
+def _arpack(H: _PlainHessian, k: int, which: str, seed: int = 0):
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    def mv(x):
+        return H.matvec(torch.from_numpy(np.ascontiguousarray(x).reshape(-1))).numpy()
+
+    A = LinearOperator((H.n, H.n), matvec=mv, dtype=np.float64)
+    v0 = np.random.default_rng(seed).standard_normal(H.n)
+    vals, vecs = eigsh(A, k=k, which=which, tol=1e-10, ncv=max(2 * k + 1, 40), v0=v0)
+    res = [
+        float(np.linalg.norm(mv(vecs[:, i]) - vals[i] * vecs[:, i]) / max(abs(vals[i]), 1e-300))
+        for i in range(k)
+    ]
+    order = np.argsort(-vals) if which != "LM" else np.argsort(-np.abs(vals))
+    return vals[order].tolist(), [res[i] for i in order]
+
+
+def _diag_backpack(w: Workload) -> torch.Tensor | None:
+    try:
+        from backpack import backpack, extend
+        from backpack.extensions import DiagHessian
+    except ImportError:
+        return None
+    if not isinstance(w.model, torch.nn.Sequential):
+        return None
+    model = extend(w.model)
+    loss_fn = extend(torch.nn.CrossEntropyLoss(reduction="sum"))
+    total = None
+    try:
+        for X, y in w.batches:
+            w.model.zero_grad()
+            loss = loss_fn(model(X), y)
+            with backpack(DiagHessian()), warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                loss.backward()
+            d = torch.cat([p.diag_h.reshape(-1) for p in w.params])
+            total = d if total is None else total + d
+    except Exception:  # an unsupported layer: fall back to unit vectors
+        return None
+    finally:
+        w.model.zero_grad()
+    return total / w.num_data
+
+
+def _diag_unit_vectors(H: _PlainHessian, chunk: int = 256) -> torch.Tensor:
+    diag = torch.empty(H.n, dtype=torch.float64)
+    for s in range(0, H.n, chunk):
+        idx = torch.arange(s, min(s + chunk, H.n))
+        E = torch.zeros(len(idx), H.n, dtype=torch.float64)
+        E[torch.arange(len(idx)), idx] = 1.0
+        diag[idx] = H.matmat_rows(E)[torch.arange(len(idx)), idx]
+    return diag
+
+
+def compute_reference(name: str, state: str, *, k: int = 10, max_exact_n: int = 30_000) -> dict:
+    """Float64 reference for one workload (see the module docstring)."""
+    w = build(name, state, dtype=torch.float64)
+    t0 = time.perf_counter()
+    H = _PlainHessian(w)
+    top, res = _arpack(H, k, "LA")
+    lm, lm_res = _arpack(H, 1, "LM")
+    arpack_matvecs = H.count
+    diag = _diag_backpack(w)
+    diag_method = "backpack DiagHessian (float64)"
+    if diag is None and w.num_params <= max_exact_n:
+        diag = _diag_unit_vectors(H)
+        diag_method = "unit-vector products (float64)"
+    if diag is not None:
+        # cross-check the diagonal against a few exact unit-vector products
+        gen = torch.Generator().manual_seed(0)
+        idx = torch.randint(0, w.num_params, (8,), generator=gen)
+        E = torch.zeros(8, w.num_params, dtype=torch.float64)
+        E[torch.arange(8), idx] = 1.0
+        exact = H.matmat_rows(E)[torch.arange(8), idx]
+        scale = diag.abs().max().item() + 1e-300
+        if (exact - diag[idx]).abs().max().item() > 1e-8 * scale:
+            raise RuntimeError(f"{name}: the reference diagonal fails its unit-vector check.")
+    return {
+        "workload": name,
+        "state": state,
+        "fingerprint": fingerprint(w.model),
+        "num_params": w.num_params,
+        "top_eigenvalues": top,
+        "top_residuals": res,
+        "largest_magnitude": lm[0],
+        "largest_magnitude_residual": lm_res[0],
+        "trace": float(diag.sum()) if diag is not None else None,
+        "diag_method": diag_method if diag is not None else None,
+        "method": "ARPACK (scipy eigsh, tol=1e-10) on float64 double-backward products",
+        "matvecs": arpack_matvecs,
+        "seconds": time.perf_counter() - t0,
+        "_diag": diag,
+    }
+
+
+def load_or_compute(name: str, state: str, *, k: int = 10, max_exact_n: int = 30_000) -> dict:
+    """The cached reference for the current parameters, computed if missing or stale."""
+    w = build(name, state, dtype=torch.float64)
+    fp = fingerprint(w.model)
+    base = cache_dir() / f"ref-{name}-{state}-{fp}"
+    jpath, dpath = base.with_suffix(".json"), base.with_suffix(".pt")
+    if jpath.exists():
+        ref = json.loads(jpath.read_text())
+        if ref.get("k", 0) >= k and (ref["trace"] is not None or w.num_params > max_exact_n):
+            return ref
+    ref = compute_reference(name, state, k=k, max_exact_n=max_exact_n)
+    diag = ref.pop("_diag")
+    ref["k"] = k
+    jpath.parent.mkdir(parents=True, exist_ok=True)
+    if diag is not None:
+        torch.save(diag, dpath)
+        ref["diag_file"] = str(dpath)
+    jpath.write_text(json.dumps(ref, indent=1))
+    return ref
