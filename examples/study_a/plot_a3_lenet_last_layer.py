@@ -52,6 +52,13 @@ elif SMOKE:
 else:
     DATA, EPOCHS, BATCHES, N_TRAIN = "digits", 6, [64, 256, 1437], None
 
+# One intra-op thread: the printed numbers then do not depend on the machine's core count (the
+# order of floating-point reductions does, and in float32 that can decide, for example, in
+# which epoch an unstable run diverges), and the script does not slow down when other processes
+# share the CPU. The setting is restored at the end of the script.
+THREADS = torch.get_num_threads()
+torch.set_num_threads(1)
+
 
 def build(method, batch_size):
     problem = image_classification(
@@ -148,6 +155,8 @@ for ax, bs in zip(np.atleast_1d(axes), BATCHES):
 np.atleast_1d(axes)[0].set_ylabel("test accuracy")
 np.atleast_1d(axes)[0].legend(fontsize="small", loc="lower right")
 fig.tight_layout()
+
+torch.set_num_threads(THREADS)
 
 # %%
 # What the figure shows
