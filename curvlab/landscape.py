@@ -382,7 +382,7 @@ _to_device, _batch_size, _forward = to_device, batch_size, call_model
 
 
 def _check_data(data) -> None:
-    if isinstance(data, Iterator) or iter(data) is data:
+    if isinstance(data, Iterator):
         raise TypeError(
             "data is a one-shot iterator; a landscape passes over the data once per grid point: "
             "pass a list of (X, y) batches or a DataLoader."
