@@ -78,6 +78,20 @@ class Timer:
         times = [self.once(fn)[0] for _ in range(self.repeats if repeats is None else repeats)]
         return statistics.median(times)
 
+    def interleaved(
+        self, fns: dict[str, Callable[[], object]], repeats: int | None = None
+    ) -> dict[str, float]:
+        """Median seconds of each callable, timed round-robin (one call of each per round)
+        after one warm-up round, so that drifts in the machine's load hit them alike."""
+        for fn in fns.values():
+            for _ in range(max(1, self.warmup)):
+                fn()
+        times: dict[str, list[float]] = {name: [] for name in fns}
+        for _ in range(self.repeats if repeats is None else repeats):
+            for name, fn in fns.items():
+                times[name].append(self.once(fn)[0])
+        return {name: statistics.median(t) for name, t in times.items()}
+
 
 # ------------------------------------------------------------------------------------------
 # peak memory

@@ -207,6 +207,9 @@ def test_peer_adapters_run_one_tiny_measurement(adapter, module):
         assert "failed" not in r, r
         assert all(math.isfinite(e) for e in r["estimates"])
         assert abs(r["estimates"][0] - exact) < 5 * abs(exact)
+    if "density" in mod.TASKS:
+        dens = mod.TASKS["density"](ctx)
+        assert dens["G"] > 0, dens
 
 
 def test_optimizer_adapters_run_one_step():

@@ -357,6 +357,8 @@ def test_graph_cache_is_exact_and_follows_parameter_updates(budget):
     torch.testing.assert_close(H @ V, first, rtol=0, atol=0)  # reused graphs: same numbers
     torch.testing.assert_close(H @ V[:, 0], first[:, 0], rtol=1e-12, atol=1e-14)
     assert (len(H._graphs) == 2) == (budget == 256.0)
+    # with every graph kept, products run as one backward pass through their sum
+    assert (H._total is not None) == (budget == 256.0)
     # an optimizer step changes the parameters in place: the operator follows them
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     opt.zero_grad()

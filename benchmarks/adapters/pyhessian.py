@@ -24,6 +24,15 @@ def _eig_shim(T, eigenvectors=False):
     return torch.stack([vals, torch.zeros_like(vals)], dim=1), vecs
 
 
+def _needs_eig_shim() -> bool:
+    """torch 2.x keeps a ``torch.eig`` that only raises; older builds had a working one."""
+    try:
+        torch.eig(torch.eye(1), eigenvectors=True)
+    except (AttributeError, RuntimeError):
+        return True
+    return False
+
+
 def _hessian(ctx: Context):
     from pyhessian import hessian
 
@@ -112,7 +121,7 @@ def trace(ctx: Context) -> dict:
 
 def density(ctx: Context) -> dict:
     steps = int(ctx.config.get("density_steps", 100))
-    if not hasattr(torch, "eig"):
+    if _needs_eig_shim():
         torch.eig = _eig_shim  # see the module docstring
 
     def run():

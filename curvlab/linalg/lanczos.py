@@ -49,7 +49,13 @@ def _lanczos_batched(
 
     Returns ``alpha (P, m)``, ``beta (P, m)`` (``beta[:, i]`` is the norm after step ``i``),
     ``lengths (P,)`` (steps done per recurrence, on the host), ``broken (P,)`` (stopped by an
-    invariant subspace), the basis ``(m, n, P)`` or ``None``, and the number of products.
+    invariant subspace), the basis ``(P, m, n)`` (probe-major: row ``i`` of ``basis[p]`` is
+    the ``i``-th Lanczos vector of recurrence ``p``) or ``None``, and the number of products.
+
+    Reorthogonalization runs one matrix-vector product per recurrence against its own
+    contiguous ``(i, n)`` basis: measured 6x faster than one batched ``bmm`` and 20x faster
+    than an ``einsum`` over an ``(m, n, P)`` basis (n = 26k, P = 10, CPU), which made SLQ
+    with 10 probes x 100 steps spend more time orthogonalizing than multiplying.
     """
     n, P = V0.shape
     device, dtype = V0.device, V0.dtype
@@ -59,7 +65,7 @@ def _lanczos_batched(
         raise ValueError("a start vector is zero; pass non-zero start vectors.")
     Q = V0 / norms
     store = reorthogonalize or keep_basis
-    basis = torch.empty((m, n, P), dtype=dtype, device=device) if store else None
+    basis = torch.empty((P, m, n), dtype=dtype, device=device) if store else None
     alpha = torch.zeros((P, m), dtype=dtype, device=device)
     beta = torch.zeros((P, m), dtype=dtype, device=device)
     q_prev = torch.zeros_like(Q)
@@ -76,7 +82,7 @@ def _lanczos_batched(
         if idx.numel() == 0:
             break
         if store:
-            basis[i] = Q
+            basis[:, i] = Q.T
         if idx.numel() == P:
             Wm = matmul(op, Q)
         else:
@@ -87,10 +93,14 @@ def _lanczos_batched(
         a = (Q * Wm).sum(dim=0)
         Wm = Wm - a * Q - b_prev * q_prev
         if reorthogonalize:
-            B = basis[: i + 1]
-            for _ in range(2):
-                c = torch.einsum("inp,np->ip", B, Wm)
-                Wm = Wm - torch.einsum("inp,ip->np", B, c)
+            Wt = Wm.T.contiguous()
+            for p in idx.tolist():
+                B = basis[p, : i + 1]
+                w = Wt[p]
+                for _ in range(2):  # classical Gram-Schmidt twice ("twice is enough")
+                    w = torch.addmv(w, B.T, torch.mv(B, w), alpha=-1)
+                Wt[p] = w
+            Wm = Wt.T
         b = torch.linalg.vector_norm(Wm, dim=0)
         alpha[:, i] = a
         beta[:, i] = b
@@ -175,7 +185,7 @@ def lanczos(
     return LanczosResult(
         alpha=alpha[0, :m].clone(),
         beta=beta[0, : m - 1].clone(),
-        basis=basis[:m, :, 0].T.contiguous(),
+        basis=basis[0, :m].T.contiguous(),
         residual_norm=res_norm,
         num_matvecs=nmv,
         seed=used_seed,
@@ -185,6 +195,15 @@ def lanczos(
 # ------------------------------------------------------------------------------------------
 # restarted block Lanczos eigensolver
 # ------------------------------------------------------------------------------------------
+def _tall_mm(A: Tensor, B: Tensor) -> Tensor:
+    """``A @ B`` for a tall ``A (n, j)`` and a small ``B (j, c)``, computed as
+    ``(B^T A^T)^T``: on CPU this picks a kernel 2-6x faster for the column-major bases used
+    here (and is no slower for row-major ones)."""
+    if B.dim() == 1:
+        return A @ B
+    return (B.T @ A.T).T
+
+
 def _priority(theta: Tensor, which: str, count: int) -> Tensor:
     """Indices of the ``count`` most wanted Ritz values, most wanted first."""
     count = min(count, theta.numel())
@@ -233,7 +252,7 @@ def _orthonormalize(Vb: Tensor, F: Tensor, thresh: float, gen, replace: bool):
         for _ in range(2):
             if cols:
                 Qc = torch.stack(cols, dim=1)
-                f = f - Qc @ (Qc.T @ f)
+                f = f - _tall_mm(Qc, Qc.T @ f)
         nrm = float(torch.linalg.vector_norm(f))
         if nrm > thresh:
             cols.append(f / nrm)
@@ -243,10 +262,10 @@ def _orthonormalize(Vb: Tensor, F: Tensor, thresh: float, gen, replace: bool):
             continue
         g = gaussian((n,), gen, F.dtype, F.device)
         for _ in range(3):
-            g = g - Vb @ (Vb.T @ g)
+            g = g - _tall_mm(Vb, Vb.T @ g)
             if cols:
                 Qc = torch.stack(cols, dim=1)
-                g = g - Qc @ (Qc.T @ g)
+                g = g - _tall_mm(Qc, Qc.T @ g)
         gn = float(torch.linalg.vector_norm(g))
         if gn > thresh:
             cols.append(g / gn)
@@ -265,7 +284,7 @@ def _random_block(Vb: Tensor, c: int, gen, thresh: float) -> Tensor:
         return Vb[:, :0]
     G = gaussian((n, c), gen, Vb.dtype, Vb.device)
     for _ in range(2):
-        G = G - Vb @ (Vb.T @ G)
+        G = G - _tall_mm(Vb, Vb.T @ G)
     Q, _, _ = _orthonormalize(Vb, G, thresh, gen, replace=True)
     return Q
 
@@ -274,7 +293,7 @@ def _ritz_residuals(Vj: Tensor, Wj: Tensor, Ys: Tensor, lam: Tensor) -> tuple[Te
     """Residual vectors ``A x - lam x`` of the Ritz vectors ``x = Vj Ys`` (from the stored
     ``Wj = A Vj``) and their norms (float64, host)."""
     Yd = Ys.to(device=Vj.device, dtype=Vj.dtype)
-    R = Wj @ Yd - Vj @ (Yd * lam.to(device=Vj.device, dtype=Vj.dtype))
+    R = _tall_mm(Wj, Yd) - _tall_mm(Vj, Yd * lam.to(device=Vj.device, dtype=Vj.dtype))
     return R, torch.linalg.vector_norm(R, dim=0).to(_CPU, torch.float64)
 
 
@@ -446,8 +465,10 @@ def eigsh(
     best_ratio, stalled = math.inf, 0
     Q0, _ = torch.linalg.qr(X0)
 
-    V = torch.empty((n, ncv), dtype=dtype, device=device)
-    W = torch.empty((n, ncv), dtype=dtype, device=device)
+    # column-major storage: the first j columns are one contiguous block, so products with
+    # V[:, :j] read j n numbers, not the whole basis
+    V = torch.empty((ncv, n), dtype=dtype, device=device).T
+    W = torch.empty((ncv, n), dtype=dtype, device=device).T
     H = torch.zeros((ncv, ncv), dtype=torch.float64)
     V[:, :b] = Q0
     j, p = b, 0
@@ -458,6 +479,7 @@ def eigsh(
     # sequence followed for a while; if no wanted Ritz value moves, no copy was missed.
     verify_ref: Tensor | None = None
     verify_start = 0
+    injected = False  # a random block was added: the basis is no longer one Krylov space
     while True:
         nb = j - p
         budget = max_matvecs - num_matvecs
@@ -472,9 +494,9 @@ def eigsh(
         Vj = V[:, :j]
         # projected matrix: H[:j, p:j] = V^T A V_new (classical Gram-Schmidt, twice)
         C = Vj.T @ Wb
-        F = Wb - Vj @ C
+        F = Wb - _tall_mm(Vj, C)
         C2 = Vj.T @ F
-        F = F - Vj @ C2
+        F = F - _tall_mm(Vj, C2)
         C = (C + C2).to(_CPU, torch.float64)
         H[:j, p:j] = C
         H[p:j, :p] = C[:p].T
@@ -511,6 +533,7 @@ def eigsh(
                 break
             if verify_ref is None:
                 verify_ref, verify_start = wanted.clone(), num_matvecs
+                injected = True
                 Qf = _random_block(Vj, b, gen, thresh)
                 if Qf.shape[1] == 0:
                     break
@@ -521,6 +544,10 @@ def eigsh(
         elif verify_ref is not None:
             # follow the injected block's Krylov sequence
             Qf, _, _ = _orthonormalize(Vj, F, thresh, gen, replace=True)
+        elif b == 1 and not injected:
+            # One Krylov sequence (thick restarts keep it one): every Ritz residual is
+            # parallel to F, the new Lanczos direction, already orthogonalized twice.
+            Qf, _, _ = _orthonormalize(Vj, F, thresh, gen, replace=True)
         else:
             # Expand with the residuals of the least converged wanted pairs. In a Krylov
             # space every Ritz residual is parallel to the next Lanczos vector, so this is
@@ -528,7 +555,7 @@ def eigsh(
             worst = torch.argsort(ratios, descending=True)[:b].to(device)
             G = Rv[:, worst]
             for _ in range(2):
-                G = G - Vj @ (Vj.T @ G)
+                G = G - _tall_mm(Vj, Vj.T @ G)
             Qf, _, _ = _orthonormalize(Vj, G, thresh, gen, replace=True)
         r = Qf.shape[1]
         if r == 0:  # cannot happen for j < n, but never loop forever
@@ -544,8 +571,8 @@ def eigsh(
         keep_n = max(keep_n, min(k, j))
         keep = _priority(theta, which, keep_n)
         Yk = Y[:, keep].to(device=device, dtype=dtype)
-        Vk = Vj @ Yk
-        Wk = W[:, :j] @ Yk
+        Vk = _tall_mm(Vj, Yk)
+        Wk = _tall_mm(W[:, :j], Yk)
         V[:, :keep_n] = Vk
         W[:, :keep_n] = Wk
         H.zero_()
@@ -563,8 +590,8 @@ def eigsh(
     order = torch.argsort(theta[sel], stable=True)
     sel = sel[order]
     Ys = Y[:, sel].to(device=device, dtype=dtype)
-    X = V[:, :jj] @ Ys
-    AX = W[:, :jj] @ Ys
+    X = _tall_mm(V[:, :jj], Ys)
+    AX = _tall_mm(W[:, :jj], Ys)
     lam = theta[sel].to(device=device, dtype=dtype)
     residuals = torch.linalg.vector_norm(AX - X * lam, dim=0)
     converged = bool((residuals <= tol * lam.abs()).all())

@@ -245,22 +245,49 @@ class EmpiricalRiskOperator(CurvatureOperator):
         into ``(k, *p.shape)`` tensors. Returns tensors of the same shapes."""
         raise NotImplementedError  # pragma: no cover
 
+    def _local_matmat(self, Vs: list[Tensor], k: int) -> list[Tensor]:
+        """This rank's unchecked product, as tensors shaped ``(k, *p.shape)``: the sum of
+        every batch's contribution."""
+        acc = None
+        for i, X, y, w in self._batches():
+            with torch.enable_grad():
+                parts = self._batch_matmat(X, y, w, i, Vs, k)
+            if acc is None:
+                acc = list(parts)
+            else:
+                for a, p in zip(acc, parts):
+                    a.add_(p)
+        if acc is None:
+            return [torch.zeros((k, *p.shape), dtype=p.dtype, device=p.device) for p in self.params]
+        return acc
+
+    def _raise_nonfinite(self, Vs: list[Tensor], k: int):
+        """The product was not finite: find the batch to name (a second pass, on this
+        failure path only) and raise."""
+        for i, X, y, w in self._batches():
+            with torch.enable_grad():
+                parts = self._batch_matmat(X, y, w, i, Vs, k)
+            if not all(bool(torch.isfinite(p).all()) for p in parts):
+                raise ValueError(
+                    f"the product is not finite on batch {i}: check that batch for NaN/Inf "
+                    "inputs or a diverged model."
+                )
+        raise ValueError(
+            "the product is not finite although every batch's contribution is: the sum over "
+            "batches overflows; use float64 or a smaller loss scale."
+        )
+
     def _matmat(self, V: Tensor) -> Tensor:
         k = V.shape[1]
         Vs = unflatten(V, self.params)
         out = torch.zeros_like(V)
         error = None
         try:
-            for i, X, y, w in self._batches():
-                with torch.enable_grad():
-                    parts = self._batch_matmat(X, y, w, i, Vs, k)
-                contrib = torch.cat([p.reshape(k, -1) for p in parts], dim=1).T
-                if not torch.isfinite(contrib).all():
-                    raise ValueError(
-                        f"the product is not finite on batch {i}: check that batch for NaN/Inf "
-                        "inputs or a diverged model."
-                    )
-                out += contrib
+            parts = self._local_matmat(Vs, k)
+            out.copy_(torch.cat([p.reshape(k, -1) for p in parts], dim=1).T)
+            # one finiteness check (one host synchronization) per product, not per batch
+            if not bool(torch.isfinite(out).all()):
+                self._raise_nonfinite(Vs, k)
         except (TypeError, ValueError, RuntimeError) as err:
             error = err
         all_reduce_checked([out], error, self.process_group)

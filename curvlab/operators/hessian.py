@@ -105,6 +105,7 @@ class HessianOperator(EmpiricalRiskOperator):
         self._graphs: dict[int, list[Tensor]] = {}
         self._graph_bytes = 0
         self._graph_key = None
+        self._total: list[Tensor] | None = None
         super().__init__(
             model,
             loss_fn,
@@ -124,14 +125,25 @@ class HessianOperator(EmpiricalRiskOperator):
         self._graphs.clear()
         self._graph_bytes = 0
         self._graph_key = None
+        self._total = None
 
-    def _matmat(self, V):
-        if self.mode == "rev-rev" and self.graph_cache_mb > 0:
-            key = self._params_key()
-            if key != self._graph_key:  # parameters changed in place: graphs are stale
-                self.clear_cache()
-                self._graph_key = key
-        return super()._matmat(V)
+    def _local_matmat(self, Vs, k):
+        if self.mode != "rev-rev" or self.graph_cache_mb <= 0:
+            return super()._local_matmat(Vs, k)
+        key = self._params_key()
+        if key != self._graph_key:  # parameters changed in place: graphs are stale
+            self.clear_cache()
+            self._graph_key = key
+        if self._total is not None:
+            # every batch's graph is kept: one backward pass through their sum does the
+            # whole product (one autograd call instead of one per batch; no data pass)
+            with torch.enable_grad():
+                return vjp_batched(self._total, self.params, Vs, k, retain_graph=True)
+        out = super()._local_matmat(Vs, k)
+        if len(self._graphs) == len(self._batch_sizes) > 1:
+            with torch.enable_grad():
+                self._total = [sum(parts) for parts in zip(*self._graphs.values())]
+        return out
 
     def _gradient_graph(self, X, y, w, i):
         """Batch ``i``'s gradient with its graph, and whether the graph is kept for reuse."""
