@@ -1,0 +1,90 @@
+"""Seeds and generators: the one place that turns a user's ``seed`` into a generator.
+
+Every random routine of curvlab takes ``seed``: an int, a :class:`torch.Generator` or ``None``.
+Nothing draws from torch's global RNG. Two policies exist for a generator passed by the user:
+
+- ``share=False`` (estimators, operators): one integer seed is drawn from it and a fresh
+  generator is made from that integer, which is returned so that the call can be reproduced
+  with ``seed=<that int>``.
+- ``share=True`` (optimizers, problem builders, landscapes): the generator itself is used, so
+  its stream advances across calls, as the user handed it over.
+
+``None`` draws a fresh seed from the operating system (never from the global RNG).
+"""
+
+from __future__ import annotations
+
+import os
+from numbers import Integral
+
+import torch
+
+__all__ = ["Seed", "fresh_seed", "check_seed", "draw_seed", "make_generator"]
+
+Seed = int | torch.Generator | None
+
+#: seeds are kept below 2**62 so that they fit any signed 64-bit field
+_SEED_BITS = 62
+
+
+def fresh_seed() -> int:
+    """A non-deterministic seed from the operating system's entropy (not the global RNG)."""
+    return int.from_bytes(os.urandom(8), "little") >> (64 - _SEED_BITS)
+
+
+def check_seed(seed: Seed) -> None:
+    """Raise a clear error unless ``seed`` is ``None``, a non-negative int or a Generator."""
+    if seed is None or isinstance(seed, torch.Generator):
+        return
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(
+            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+        )
+    if int(seed) < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {int(seed)}.")
+
+
+def draw_seed(generator: torch.Generator) -> int:
+    """One integer seed drawn from ``generator`` (advances it by one draw)."""
+    return int(
+        torch.randint(0, 2**_SEED_BITS, (1,), generator=generator, device=generator.device).item()
+    )
+
+
+def make_generator(
+    seed: Seed, device: torch.device | str = "cpu", *, share: bool = False
+) -> tuple[torch.Generator, int | None]:
+    """A generator for ``seed`` on ``device`` and the integer seed that reproduces it.
+
+    Parameters
+    ----------
+    seed
+        An int, a :class:`torch.Generator` or ``None`` (a fresh seed from the OS).
+    device
+        Device of the new generator.
+    share
+        For a Generator ``seed``: ``True`` returns it unchanged (with ``None`` as the integer
+        seed, since its state is not one integer); ``False`` draws an integer seed from it
+        and returns a new generator made from that integer.
+
+    Returns
+    -------
+    (torch.Generator, int or None)
+
+    Examples
+    --------
+    >>> import torch
+    >>> g, s = make_generator(3)
+    >>> s, torch.equal(torch.rand(2, generator=g), torch.rand(2, generator=make_generator(3)[0]))
+    (3, True)
+    """
+    check_seed(seed)
+    if isinstance(seed, torch.Generator):
+        if share:
+            return seed, None
+        seed = draw_seed(seed)
+    elif seed is None:
+        seed = fresh_seed()
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen, int(seed)
