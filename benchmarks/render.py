@@ -63,7 +63,9 @@ def tables(res: dict) -> list[str]:
     """The generated reStructuredText (a list of lines)."""
     m = res["machine"]
     v = m.get("versions", {})
-    kind = "quick" if res.get("quick") else "full"
+    kind = ("quick" if res.get("quick") else "full") + (
+        " (all workloads)" if res.get("all_workloads") else ""
+    )
     lines = [
         f"Latest results ({kind} run of {m['date'][:10]}): {m.get('cpu', '?')}, "
         f"{m.get('threads')} threads, device ``{m.get('device')}``"
@@ -88,7 +90,11 @@ def tables(res: dict) -> list[str]:
     rows = []
     for t in res.get("targets", []):
         state = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
-        detail = "; ".join(f"{r['workload']}: {_f(r.get('value'), '{:.3g}')}" for r in t["rows"])
+        detail = "; ".join(
+            f"{r['workload']}: {_f(r.get('value'), '{:.3g}')}"
+            + (f" ({r['detail']})" if r.get("detail") else "")
+            for r in t["rows"]
+        )
         rows.append(
             [
                 t["target"],

@@ -156,6 +156,20 @@ class Context:
             "fastest_G": None if fastest is None else fastest["G"],
         }
 
+    # -- memory ------------------------------------------------------------------------
+    def product_memory(self, product: Callable[[], object]) -> dict:
+        """Peak memory of ``product()`` (one HVP) against one full-data gradient's."""
+        from ..measure import peak_memory
+        from ..workloads import gradient
+
+        g = peak_memory(lambda: gradient(self.workload), self.device)
+        m = peak_memory(product, self.device)
+        return {
+            "gradient_bytes": g,
+            "hvp_bytes": m,
+            "hvp_over_gradient": m / g if g and m is not None else None,
+        }
+
     # -- trace -------------------------------------------------------------------------
     def trace_runs(self, methods: dict[str, Callable[[int], float]]) -> dict:
         """Run each trace estimator ``fn(seed) -> estimate`` over the configured seeds at

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from ..measure import peak_memory
-from ..workloads import gradient
 from . import Context, copy_model, optimizer_repeats, sgd_step, step_closure
 
 REQUIRES = ("curvlab",)
@@ -66,11 +65,8 @@ def products(ctx: Context) -> dict:
 def memory(ctx: Context) -> dict:
     v = ctx.vector()
     plain = hessian(ctx, graph_cache_mb=0)
-    g = peak_memory(lambda: gradient(ctx.workload), ctx.device)
-    h = peak_memory(lambda: plain @ v, ctx.device)
-    out = {"gradient_bytes": g, "hvp_bytes": h, "hvp_over_gradient": None}
-    if g and h is not None:
-        out["hvp_over_gradient"] = h / g
+    out = ctx.product_memory(lambda: plain @ v)
+    g = out["gradient_bytes"]
     try:
         G = ggn(ctx, mode="fwd-rev")
         gg = peak_memory(lambda: G @ v, ctx.device)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..measure import peak_memory
-from ..workloads import gradient
 from . import Context, seeded
 
 REQUIRES = ("curvlinops", "scipy")
@@ -35,15 +33,8 @@ def products(ctx: Context) -> dict:
 
 
 def memory(ctx: Context) -> dict:
-    v = ctx.vector()
-    H = _op(ctx)
-    g = peak_memory(lambda: gradient(ctx.workload), ctx.device)
-    m = peak_memory(lambda: H @ v, ctx.device)
-    return {
-        "gradient_bytes": g,
-        "hvp_bytes": m,
-        "hvp_over_gradient": m / g if g and m is not None else None,
-    }
+    v, H = ctx.vector(), _op(ctx)
+    return ctx.product_memory(lambda: H @ v)
 
 
 def _eigsh(ctx: Context, k: int, tol: float):

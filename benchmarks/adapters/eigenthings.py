@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from ..measure import peak_memory
-from ..workloads import gradient
 from . import Context
 
 REQUIRES = ("hessian_eigenthings",)
@@ -33,15 +31,8 @@ def products(ctx: Context) -> dict:
 
 
 def memory(ctx: Context) -> dict:
-    v = ctx.vector()
-    H = _op(ctx)
-    g = peak_memory(lambda: gradient(ctx.workload), ctx.device)
-    m = peak_memory(lambda: H.matvec(v), ctx.device)
-    return {
-        "gradient_bytes": g,
-        "hvp_bytes": m,
-        "hvp_over_gradient": m / g if g and m is not None else None,
-    }
+    v, H = ctx.vector(), _op(ctx)
+    return ctx.product_memory(lambda: H.matvec(v))
 
 
 def _lanczos(ctx: Context, k: int, **kw):

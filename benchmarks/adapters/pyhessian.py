@@ -12,8 +12,6 @@ import statistics
 
 import torch
 
-from ..measure import peak_memory
-from ..workloads import gradient
 from . import Context, seeded
 
 REQUIRES = ("pyhessian",)
@@ -57,15 +55,8 @@ def products(ctx: Context) -> dict:
 
 
 def memory(ctx: Context) -> dict:
-    h = _hessian(ctx)
-    v = ctx.split(ctx.vector())
-    g = peak_memory(lambda: gradient(ctx.workload), ctx.device)
-    m = peak_memory(lambda: h.dataloader_hv_product(v), ctx.device)
-    return {
-        "gradient_bytes": g,
-        "hvp_bytes": m,
-        "hvp_over_gradient": m / g if g and m is not None else None,
-    }
+    h, v = _hessian(ctx), ctx.split(ctx.vector())
+    return ctx.product_memory(lambda: h.dataloader_hv_product(v))
 
 
 def _eig(ctx: Context, k: int, **kw):
