@@ -28,17 +28,16 @@ network optimization problems* (linear interpolation).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from numbers import Integral
 
 import torch
 from torch import Tensor, nn
 
 from ._batches import batch_size, call_model, to_device
 from ._params import flatten, select_params, unflatten
+from ._random import Seed, make_generator
 
 __all__ = [
     "random_directions",
@@ -51,7 +50,6 @@ __all__ = [
 ]
 
 Direction = Tensor | Sequence[Tensor]
-Seed = int | torch.Generator | None
 
 
 # -- results -------------------------------------------------------------------------------
@@ -113,23 +111,6 @@ class LandscapeSurface:
     def meshgrid(self) -> tuple[Tensor, Tensor]:
         """``(A, B)`` with ``A[i, j] = a[i]`` and ``B[i, j] = b[j]``, the shape of ``loss``."""
         return torch.meshgrid(self.coords[0], self.coords[1], indexing="ij")
-
-
-# -- randomness ----------------------------------------------------------------------------
-def _generator(seed: Seed) -> tuple[torch.Generator, int | torch.Generator]:
-    """A generator from ``seed``; ``None`` draws a fresh seed from the OS (not the global RNG)."""
-    if isinstance(seed, torch.Generator):
-        return seed, seed
-    if seed is None:
-        seed = int.from_bytes(os.urandom(8), "little") >> 1
-    if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise TypeError(
-            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
-        )
-    seed = int(seed)
-    g = torch.Generator(device="cpu")
-    g.manual_seed(seed)
-    return g, seed
 
 
 # -- directions ----------------------------------------------------------------------------
@@ -199,7 +180,7 @@ def random_directions(
     if ignore not in _IGNORES:
         raise ValueError(f"ignore must be one of {_IGNORES}, got {ignore!r}.")
     _, tensors = select_params(model, params)
-    gen, _ = _generator(seed)
+    gen, _ = make_generator(seed, share=True)  # a Generator is used (and advanced) as is
     out = []
     for _ in range(num):
         parts = []
@@ -329,11 +310,15 @@ def _as_two(directions, tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
     n = sum(p.numel() for p in tensors)
     if isinstance(directions, Tensor):
         if directions.dim() == 2 and directions.shape == (n, 2):
-            return (_as_flat(directions[:, 0], tensors, "directions[:, 0]"),
-                    _as_flat(directions[:, 1], tensors, "directions[:, 1]"))
+            return (
+                _as_flat(directions[:, 0], tensors, "directions[:, 0]"),
+                _as_flat(directions[:, 1], tensors, "directions[:, 1]"),
+            )
         if directions.dim() == 2 and directions.shape == (2, n):
-            return (_as_flat(directions[0], tensors, "directions[0]"),
-                    _as_flat(directions[1], tensors, "directions[1]"))
+            return (
+                _as_flat(directions[0], tensors, "directions[0]"),
+                _as_flat(directions[1], tensors, "directions[1]"),
+            )
         raise ValueError(
             f"directions has shape {tuple(directions.shape)}; pass a matrix ({n}, 2) whose "
             "columns are the two directions, or a list of two directions."
@@ -341,11 +326,12 @@ def _as_two(directions, tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
     if isinstance(directions, Sequence) and not isinstance(directions, str):
         if len(directions) != 2:
             raise ValueError(
-                f"surface needs exactly two directions, got {len(directions)}; "
-                "use line() for one."
+                f"surface needs exactly two directions, got {len(directions)}; use line() for one."
             )
-        return (_as_flat(directions[0], tensors, "directions[0]"),
-                _as_flat(directions[1], tensors, "directions[1]"))
+        return (
+            _as_flat(directions[0], tensors, "directions[0]"),
+            _as_flat(directions[1], tensors, "directions[1]"),
+        )
     raise TypeError(
         f"directions must be a list of two directions or an (n, 2) tensor, got "
         f"{type(directions).__name__}."
@@ -370,8 +356,11 @@ def _pair(x, what: str):
     """Split a per-axis argument: a pair of pairs for span, a pair of ints for steps."""
     if isinstance(x, Sequence) and len(x) == 2 and all(isinstance(v, Sequence) for v in x):
         return x[0], x[1]
-    if isinstance(x, Sequence) and len(x) == 2 and all(isinstance(v, int) for v in x) and (
-        what == "steps"
+    if (
+        isinstance(x, Sequence)
+        and len(x) == 2
+        and all(isinstance(v, int) for v in x)
+        and (what == "steps")
     ):
         return x[0], x[1]
     return x, x

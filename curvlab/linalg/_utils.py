@@ -1,4 +1,8 @@
-"""Shared checks and random draws for the estimators (private)."""
+"""Shared checks and random draws for the estimators (private).
+
+Seeds go through :func:`curvlab._random.make_generator` (an integer is drawn from a
+Generator ``seed``, so that the returned integer reproduces the run).
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,11 @@ from torch import Tensor
 
 __all__ = [
     "check_operator",
-    "make_generator",
     "gaussian",
     "rademacher",
     "matmul",
     "check_positive_int",
 ]
-
-Seed = int | torch.Generator | None
 
 
 def check_operator(op) -> int:
@@ -35,9 +36,7 @@ def check_operator(op) -> int:
             )
     shape = tuple(op.shape)
     if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(
-            f"the estimators need a square (symmetric) operator, got shape {shape}."
-        )
+        raise ValueError(f"the estimators need a square (symmetric) operator, got shape {shape}.")
     if not op.dtype.is_floating_point or op.dtype.is_complex:
         raise TypeError(f"the operator must have a real floating dtype, got {op.dtype}.")
     if shape[0] < 1:
@@ -52,30 +51,6 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}.")
     return int(value)
-
-
-def make_generator(seed: Seed, device: torch.device) -> tuple[torch.Generator, int]:
-    """A generator on ``device`` and the integer seed that reproduces it.
-
-    ``seed`` may be an int, a :class:`torch.Generator` (an integer seed is drawn from it, so
-    the same generator state gives the same result) or ``None`` (a fresh non-deterministic
-    seed). The returned integer, passed back as ``seed``, reproduces the run.
-    """
-    if seed is None:
-        s = int(torch.Generator().seed()) % (2**63)
-    elif isinstance(seed, torch.Generator):
-        s = int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
-    elif isinstance(seed, Integral) and not isinstance(seed, bool):
-        s = int(seed)
-        if s < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {s}.")
-    else:
-        raise TypeError(
-            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
-        )
-    gen = torch.Generator(device=device)
-    gen.manual_seed(s)
-    return gen, s
 
 
 def gaussian(shape, gen: torch.Generator, dtype, device) -> Tensor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._utils import Seed, check_operator, check_positive_int, make_generator, rademacher
+from .._random import Seed, make_generator
+from ._utils import check_operator, check_positive_int, rademacher
 from .lanczos import _lanczos_batched
 from .results import SpectralDensity
 

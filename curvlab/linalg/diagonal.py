@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from ._utils import Seed, check_operator, check_positive_int, make_generator, rademacher
+from .._random import Seed
+from ._utils import rademacher
 from .results import DiagonalResult
-from .trace import _apply
+from .trace import _apply, _run_estimator, _xsketch
 
 __all__ = ["diagonal", "DIAGONAL_METHODS"]
 
@@ -32,27 +33,12 @@ def _hutchinson(op, n, m, gen, batch_size):
 
 
 def _xdiag(op, n, m, gen, batch_size):
-    s = m // 2
-    if s < 2:
-        raise ValueError(f"xdiag needs num_matvecs >= 4, got {m}; use method='hutchinson'.")
-    if s >= n:
-        raise ValueError(
-            f"xdiag needs num_matvecs / 2 < n = {n}; with that many products read the "
-            "diagonal of op.to_dense()."
-        )
-    Om = rademacher((n, s), gen, op.dtype, op.device)
-    Y = _apply(op, Om, batch_size)
-    Q, R = torch.linalg.qr(Y)
-    Z = _apply(op, Q, batch_size)  # A Q (= A^T Q: the operator is symmetric)
+    exact = "read the diagonal of op.to_dense()."
+    Om, Y, Q, R, Z, Sm = _xsketch(op, n, m, gen, batch_size, "xdiag", exact)
+    s = Om.shape[1]
     dQZ = (Q * Z).sum(dim=1)
-    d = torch.diagonal(R).abs()
-    eps = torch.finfo(op.dtype).eps
-    if float(d.min()) <= 100 * eps * s * float(d.max()):
-        # rank(A) < s: Q spans range(A), so diag(Q Q^T A) is the diagonal itself
+    if Sm is None:  # rank(A) < s: Q spans range(A), so diag(Q Q^T A) is the diagonal itself
         return dQZ, torch.zeros_like(dQZ), 2 * s
-    eye = torch.eye(s, dtype=R.dtype, device=R.device)
-    Rinv = torch.linalg.solve_triangular(R, eye, upper=True)
-    Sm = Rinv.T / torch.linalg.vector_norm(Rinv.T, dim=0, keepdim=True)
     T = Z.T @ Om  # column i: Q^T A omega_i
     QS, ZS = Q @ Sm, Z @ Sm
     # leave-one-out estimate i: diag(Q_i Q_i^T A) + omega_i * ((I - Q_i Q_i^T) A omega_i),
@@ -115,15 +101,8 @@ def diagonal(
     >>> diagonal(A, num_matvecs=1, seed=0).estimate  # exact for a diagonal matrix
     tensor([1., 2., 3., 4., 5.], dtype=torch.float64)
     """
-    n = check_operator(op)
-    num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
-    if method not in DIAGONAL_METHODS:
-        raise ValueError(f"method must be one of {DIAGONAL_METHODS}, got {method!r}.")
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    gen, used_seed = make_generator(seed, op.device)
-    fn = _hutchinson if method == "hutchinson" else _xdiag
-    est, err, used = fn(op, n, num_matvecs, gen, batch_size)
+    fn = {"hutchinson": _hutchinson, "xdiag": _xdiag}  # DIAGONAL_METHODS
+    est, err, used, used_seed = _run_estimator(op, fn, method, num_matvecs, seed, batch_size)
     return DiagonalResult(
         estimate=est, std_error=err, num_matvecs=used, method=method, seed=used_seed
     )

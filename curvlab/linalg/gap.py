@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from ._utils import Seed, check_operator
+from .._random import Seed
+from ._utils import check_operator
 from .lanczos import eigsh
 from .results import SpectralGap
 

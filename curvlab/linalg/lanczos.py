@@ -12,14 +12,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._utils import (
-    Seed,
-    check_operator,
-    check_positive_int,
-    gaussian,
-    make_generator,
-    matmul,
-)
+from .._random import Seed, make_generator
+from ._utils import check_operator, check_positive_int, gaussian, matmul
 from .results import EigenResult, LanczosResult
 
 __all__ = ["lanczos", "eigsh", "WHICH"]
@@ -228,6 +222,15 @@ def _priority(theta: Tensor, which: str, count: int) -> Tensor:
     return order[:count]
 
 
+def _project_out(f: Tensor, bases: list[Tensor], passes: int) -> Tensor:
+    """``f`` minus its components along the orthonormal columns of each basis in ``bases``,
+    in turn, repeated ``passes`` times (classical Gram-Schmidt with reorthogonalization)."""
+    for _ in range(passes):
+        for B in bases:
+            f = f - _tall_mm(B, B.T @ f)
+    return f
+
+
 def _orthonormalize(Vb: Tensor, F: Tensor, thresh: float, gen, replace: bool):
     """Orthonormalize the columns of ``F`` (already orthogonal to ``Vb``): ``F = Q R``.
 
@@ -248,11 +251,8 @@ def _orthonormalize(Vb: Tensor, F: Tensor, thresh: float, gen, replace: bool):
     for i in range(c):
         if len(cols) >= room:
             break
-        f = F[:, i]
-        for _ in range(2):
-            if cols:
-                Qc = torch.stack(cols, dim=1)
-                f = f - _tall_mm(Qc, Qc.T @ f)
+        done = [torch.stack(cols, dim=1)] if cols else []
+        f = _project_out(F[:, i], done, passes=2)
         nrm = float(torch.linalg.vector_norm(f))
         if nrm > thresh:
             cols.append(f / nrm)
@@ -260,12 +260,7 @@ def _orthonormalize(Vb: Tensor, F: Tensor, thresh: float, gen, replace: bool):
         zero_column = True
         if not replace:
             continue
-        g = gaussian((n,), gen, F.dtype, F.device)
-        for _ in range(3):
-            g = g - _tall_mm(Vb, Vb.T @ g)
-            if cols:
-                Qc = torch.stack(cols, dim=1)
-                g = g - _tall_mm(Qc, Qc.T @ g)
+        g = _project_out(gaussian((n,), gen, F.dtype, F.device), [Vb, *done], passes=3)
         gn = float(torch.linalg.vector_norm(g))
         if gn > thresh:
             cols.append(g / gn)
@@ -282,9 +277,7 @@ def _random_block(Vb: Tensor, c: int, gen, thresh: float) -> Tensor:
     c = min(c, n - Vb.shape[1])
     if c <= 0:
         return Vb[:, :0]
-    G = gaussian((n, c), gen, Vb.dtype, Vb.device)
-    for _ in range(2):
-        G = G - _tall_mm(Vb, Vb.T @ G)
+    G = _project_out(gaussian((n, c), gen, Vb.dtype, Vb.device), [Vb], passes=2)
     Q, _, _ = _orthonormalize(Vb, G, thresh, gen, replace=True)
     return Q
 

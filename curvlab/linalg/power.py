@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._utils import Seed, check_operator, check_positive_int, gaussian, make_generator, matmul
+from .._random import Seed, make_generator
+from ._utils import check_operator, check_positive_int, gaussian, matmul
 from .results import EigenResult
 
 __all__ = ["power_iteration"]

@@ -7,7 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ._utils import Seed, check_operator, check_positive_int, make_generator, matmul, rademacher
+from .._random import Seed, make_generator
+from ._utils import check_operator, check_positive_int, matmul, rademacher
 from .results import TraceResult
 
 __all__ = ["trace", "TRACE_METHODS"]
@@ -23,6 +24,22 @@ def _apply(op, V: Tensor, batch_size: int | None) -> Tensor:
     return torch.cat(
         [matmul(op, V[:, i : i + batch_size]) for i in range(0, V.shape[1], batch_size)], dim=1
     )
+
+
+def _run_estimator(op, methods: dict, method: str, num_matvecs, seed, batch_size):
+    """Check the common arguments of :func:`trace` and :func:`diagonal`, then run
+    ``methods[method](op, n, num_matvecs, gen, batch_size) -> (estimate, error, used)``.
+
+    Returns ``(estimate, error, used, seed)`` with the integer seed that reproduces the run.
+    """
+    n = check_operator(op)
+    num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
+    if method not in methods:
+        raise ValueError(f"method must be one of {tuple(methods)}, got {method!r}.")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    gen, used_seed = make_generator(seed, op.device)
+    return (*methods[method](op, n, num_matvecs, gen, batch_size), used_seed)
 
 
 def _mean_and_error(samples: Tensor) -> tuple[float, float]:
@@ -57,31 +74,45 @@ def _hutchpp(op, n, m, gen, batch_size):
     return low_rank + est, err, s + q + g
 
 
-def _xtrace(op, n, m, gen, batch_size):
+def _xsketch(op, n, m, gen, batch_size, method: str, exact: str):
+    """The shared sketch of XTrace and XDiag from ``m // 2`` Rademacher vectors ``Om``.
+
+    Returns ``(Om, Y, Q, R, Z, Sm)`` with ``Y = A Om = Q R``, ``Z = A Q`` and ``Sm`` the
+    normalized columns of ``R^-T`` (``s_i``, that give the leave-one-out bases
+    ``Q_i Q_i^T = Q (I - s_i s_i^T) Q^T``), or ``Sm = None`` when ``rank(A) < m // 2``:
+    ``Q`` then spans ``range(A)`` and every leave-one-out sketch is exact. ``exact`` ends
+    the error raised when ``m // 2 >= n``.
+    """
     s = m // 2
     if s < 2:
-        raise ValueError(f"xtrace needs num_matvecs >= 4, got {m}; use method='hutchinson'.")
+        raise ValueError(f"{method} needs num_matvecs >= 4, got {m}; use method='hutchinson'.")
     if s >= n:
         raise ValueError(
-            f"xtrace needs num_matvecs / 2 < n = {n}; with that many products compute the "
-            "trace exactly from op.to_dense()."
+            f"{method} needs num_matvecs / 2 < n = {n}; with that many products {exact}"
         )
     Om = rademacher((n, s), gen, op.dtype, op.device)
     Y = _apply(op, Om, batch_size)
     Q, R = torch.linalg.qr(Y)
-    Z = _apply(op, Q, batch_size)
-    H = Q.T @ Z
-    H = 0.5 * (H + H.T)
-    trH = float(torch.diagonal(H).sum())
+    Z = _apply(op, Q, batch_size)  # A Q (= A^T Q: the operator is symmetric)
     d = torch.diagonal(R).abs()
     eps = torch.finfo(op.dtype).eps
     if float(d.min()) <= 100 * eps * s * float(d.max()):
-        # rank(A) < s: every leave-one-out sketch already spans range(A): Q^T A Q is exact
-        return trH, 0.0, 2 * s
-    # leave-one-out bases: Q_i Q_i^T = Q (I - s_i s_i^T) Q^T, s_i = normalized row i of R^-1
+        return Om, Y, Q, R, Z, None
     eye = torch.eye(s, dtype=R.dtype, device=R.device)
     Rinv = torch.linalg.solve_triangular(R, eye, upper=True)
     Sm = Rinv.T / torch.linalg.vector_norm(Rinv.T, dim=0, keepdim=True)
+    return Om, Y, Q, R, Z, Sm
+
+
+def _xtrace(op, n, m, gen, batch_size):
+    exact = "compute the trace exactly from op.to_dense()."
+    Om, Y, Q, R, Z, Sm = _xsketch(op, n, m, gen, batch_size, "xtrace", exact)
+    s = Om.shape[1]
+    H = Q.T @ Z
+    H = 0.5 * (H + H.T)
+    trH = float(torch.diagonal(H).sum())
+    if Sm is None:  # rank(A) < s: Q^T A Q is exact
+        return trH, 0.0, 2 * s
     Wm = Q.T @ Om  # column i: Q^T omega_i
     Cm = Wm - Sm * (Sm * Wm).sum(dim=0, keepdim=True)  # c_i = (I - s_i s_i^T) Q^T omega_i
     T = Z.T @ Om  # column i: Q^T A omega_i
@@ -160,15 +191,6 @@ def trace(
     >>> round(res.estimate, 8), res.num_matvecs
     (50.0, 9)
     """
-    n = check_operator(op)
-    num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
-    if method not in TRACE_METHODS:
-        raise ValueError(f"method must be one of {TRACE_METHODS}, got {method!r}.")
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    gen, used_seed = make_generator(seed, op.device)
-    fn = {"hutchinson": _hutchinson, "hutch++": _hutchpp, "xtrace": _xtrace}[method]
-    est, err, used = fn(op, n, num_matvecs, gen, batch_size)
-    return TraceResult(
-        estimate=est, std_error=err, num_matvecs=used, method=method, seed=used_seed
-    )
+    fn = {"hutch++": _hutchpp, "hutchinson": _hutchinson, "xtrace": _xtrace}  # TRACE_METHODS
+    est, err, used, used_seed = _run_estimator(op, fn, method, num_matvecs, seed, batch_size)
+    return TraceResult(estimate=est, std_error=err, num_matvecs=used, method=method, seed=used_seed)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.distributed as dist
 from torch.func import jvp, vjp
 
+from .._random import make_generator
 from ._losses import (
     check_ggn_supported,
     check_known,
@@ -19,19 +18,6 @@ from .empirical import EmpiricalRiskOperator, vjp_batched
 from .hessian import call_functional, vmap_or_loop
 
 __all__ = ["GGNOperator"]
-
-
-def resolve_seed(seed) -> int:
-    """An int seed from ``None`` (fresh OS entropy, not the global RNG), an int or a Generator."""
-    if seed is None:
-        return int.from_bytes(os.urandom(8), "little") >> 2
-    if isinstance(seed, torch.Generator):
-        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(
-            f"seed must be None, an int or a torch.Generator, got {type(seed).__name__}."
-        )
-    return seed
 
 
 class GGNOperator(EmpiricalRiskOperator):
@@ -55,7 +41,8 @@ class GGNOperator(EmpiricalRiskOperator):
         sampled label), an unbiased estimate of the GGN. The same samples serve every
         product, so the operator is a fixed symmetric matrix.
     seed
-        Seed of the label samples (int or ``torch.Generator``); stored as ``self.seed``.
+        Seed of the label samples: an int, a ``torch.Generator`` (one integer seed is drawn
+        from it) or ``None`` (a fresh seed); the integer is stored as ``self.seed``.
 
     Examples
     --------
@@ -88,7 +75,8 @@ class GGNOperator(EmpiricalRiskOperator):
             check_known(loss_fn, "The Monte-Carlo Fisher (mc_samples > 0)")
         check_ggn_supported(loss_fn)
         self.mc_samples = mc_samples
-        self.seed = resolve_seed(seed) if mc_samples > 0 else None
+        # a Generator is drawn from (its state is not kept): the int seed reproduces the samples
+        self.seed = make_generator(seed)[1] if mc_samples > 0 else None
         super().__init__(
             model,
             loss_fn,
