@@ -347,7 +347,27 @@ class ProjectionError:
 
 def first_principal_component(X: Tensor) -> Tensor:
     """Unit first principal component of the rows of ``X`` (centered), sign-fixed so that its
-    entry of largest magnitude is positive."""
+    entry of largest magnitude is positive.
+
+    Parameters
+    ----------
+    X
+        ``(N, D)`` real samples, one per row.
+
+    Returns
+    -------
+    Tensor
+        ``(D,)`` unit vector: the direction of largest variance of the centered rows.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.fourier import first_principal_component
+    >>> t = torch.linspace(-1.0, 1.0, 9, dtype=torch.float64)
+    >>> X = torch.stack([3 * t, -4 * t], dim=1)  # points on the line through (3, -4)
+    >>> first_principal_component(X)
+    tensor([-0.6000,  0.8000], dtype=torch.float64)
+    """
     Xc = X - X.mean(dim=0, keepdim=True)
     n, d = Xc.shape
     if d <= n:
@@ -374,10 +394,22 @@ def _flat_inputs(X, what="X") -> Tensor:
 def _outputs(y, n: int, what: str) -> Tensor:
     y = _tensor(y, what)
     if y.dim() == 0 or y.shape[0] != n:
-        raise ValueError(
-            f"{what} must have one row per sample ({n}), got shape {tuple(y.shape)}."
-        )
+        raise ValueError(f"{what} must have one row per sample ({n}), got shape {tuple(y.shape)}.")
     return y.reshape(n, -1)
+
+
+def _inputs_and_outputs(X, y_true, y_pred) -> tuple[Tensor, Tensor, Tensor]:
+    """``X`` flattened to ``(N, D)`` and ``y_true``, ``y_pred`` checked to be ``N`` outputs of
+    the same shape."""
+    Xf = _flat_inputs(X)
+    n = Xf.shape[0]
+    yt = _outputs(y_true, n, "y_true")
+    yp = _outputs(y_pred, n, "y_pred")
+    if yt.shape != yp.shape:
+        raise ValueError(
+            f"y_true {tuple(yt.shape)} and y_pred {tuple(yp.shape)} must have the same shape."
+        )
+    return Xf, yt, yp
 
 
 def projection_error(
@@ -422,14 +454,7 @@ def projection_error(
     >>> res.error.tolist()
     [0.0, 0.0]
     """
-    Xf = _flat_inputs(X)
-    n = Xf.shape[0]
-    yt = _outputs(y_true, n, "y_true")
-    yp = _outputs(y_pred, n, "y_pred")
-    if yt.shape != yp.shape:
-        raise ValueError(
-            f"y_true {tuple(yt.shape)} and y_pred {tuple(yp.shape)} must have the same shape."
-        )
+    Xf, yt, yp = _inputs_and_outputs(X, y_true, y_pred)
     dt = _real_dtype(Xf, yt, yp)
     Xf = Xf.to(dt)
     if direction is None:
@@ -446,10 +471,12 @@ def projection_error(
         p = p / nrm
     coords = (Xf - Xf.mean(dim=0, keepdim=True)) @ p
     f = torch.as_tensor(freqs)
-    Y = nudft(coords, yt.to(yt.dtype if yt.is_complex() else dt), f, norm="forward",
-              chunk_size=chunk_size)
-    H = nudft(coords, yp.to(yp.dtype if yp.is_complex() else dt), f, norm="forward",
-              chunk_size=chunk_size)
+    Y = nudft(
+        coords, yt.to(yt.dtype if yt.is_complex() else dt), f, norm="forward", chunk_size=chunk_size
+    )
+    H = nudft(
+        coords, yp.to(yp.dtype if yp.is_complex() else dt), f, norm="forward", chunk_size=chunk_size
+    )
     num = torch.linalg.vector_norm(H - Y, dim=1)
     den = torch.linalg.vector_norm(Y, dim=1)
     tiny = 100 * torch.finfo(dt).eps * yt.abs().mean()
@@ -530,14 +557,8 @@ def filtered_error(
     >>> filtered_error(X, y, y, delta=1.0)
     (0.0, 0.0)
     """
-    Xf = _flat_inputs(X)
+    Xf, yt, yp = _inputs_and_outputs(X, y_true, y_pred)
     n = Xf.shape[0]
-    yt = _outputs(y_true, n, "y_true")
-    yp = _outputs(y_pred, n, "y_pred")
-    if yt.shape != yp.shape:
-        raise ValueError(
-            f"y_true {tuple(yt.shape)} and y_pred {tuple(yp.shape)} must have the same shape."
-        )
     if yt.is_complex() or yp.is_complex():
         raise TypeError("y_true and y_pred must be real.")
     if Xf.device != yt.device or yt.device != yp.device:
@@ -802,8 +823,10 @@ class SpectralBiasTracker:
                 )
             _int_freqs(self.freqs, self.target.shape[-1])
         if metric == "amplitude":
-            amps = dft_amplitudes(self.target, self.freqs) if amplitudes is None else (
-                _tensor(amplitudes, "amplitudes").reshape(-1)
+            amps = (
+                dft_amplitudes(self.target, self.freqs)
+                if amplitudes is None
+                else (_tensor(amplitudes, "amplitudes").reshape(-1))
             )
             if amps.shape[-1] != self.freqs.numel():
                 raise ValueError(
@@ -861,8 +884,9 @@ class SpectralBiasTracker:
         if m == "relative_error":
             return relative_error(pred, self.target, self.freqs)
         if m == "projection":
-            return projection_error(self.x, self.target, pred, self.freqs,
-                                    direction=self.direction).error
+            return projection_error(
+                self.x, self.target, pred, self.freqs, direction=self.direction
+            ).error
         out = torch.as_tensor(m(pred, self.target))
         if out.numel() != self.freqs.numel():
             raise ValueError(
@@ -902,12 +926,21 @@ class SpectralBiasTracker:
     def result(self) -> SpectralBiasResult:
         """The records so far as a :class:`SpectralBiasResult`."""
         k = self.freqs.numel()
-        values = (torch.stack([v.cpu() for v in self._values]) if self._values
-                  else torch.zeros(0, k, dtype=torch.float64))
-        mse = (torch.stack([m.cpu() for m in self._mse]) if self._mse
-               else torch.zeros(0, dtype=torch.float64))
-        name = self.metric if isinstance(self.metric, str) else getattr(
-            self.metric, "__name__", "custom")
+        values = (
+            torch.stack([v.cpu() for v in self._values])
+            if self._values
+            else torch.zeros(0, k, dtype=torch.float64)
+        )
+        mse = (
+            torch.stack([m.cpu() for m in self._mse])
+            if self._mse
+            else torch.zeros(0, dtype=torch.float64)
+        )
+        name = (
+            self.metric
+            if isinstance(self.metric, str)
+            else getattr(self.metric, "__name__", "custom")
+        )
         return SpectralBiasResult(
             steps=torch.tensor(self._steps, dtype=torch.long),
             freqs=self.freqs.clone(),

@@ -28,6 +28,7 @@ network optimization problems* (linear interpolation).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -403,6 +404,33 @@ def _check_metrics(metrics) -> dict[str, Callable]:
     return dict(metrics)
 
 
+def _check_inputs(loss_fn, data, metrics) -> tuple[str, dict[str, Callable]]:
+    """The checks shared by :func:`line`, :func:`surface` and :func:`interpolate`: the loss's
+    reduction and the metrics as a dict."""
+    _check_data(data)
+    return _reduction(loss_fn), _check_metrics(metrics)
+
+
+def _sweep(model, loss_fn, data, metrics, reduction, tensors, shape, what, progress, place):
+    """Evaluate the loss and metrics at every point of a grid of ``shape``.
+
+    ``place(base)``, with ``base`` the saved values of ``tensors``, is a generator that moves
+    ``tensors`` to each point in turn and yields once there; the model is restored after.
+    Returns ``(loss, metrics, num_data)`` shaped ``shape``.
+    """
+    device = tensors[0].device
+    vals = []
+    count = 0
+    with _perturbation(model, tensors) as base:
+        with _progress(math.prod(shape), what, progress) as bar:
+            for _ in place(base):
+                v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
+                vals.append(v)
+                bar.update(1)
+    loss, mets = _results(vals, list(metrics), shape)
+    return loss, mets, count
+
+
 def _scalar(v, name: str, i: int) -> Tensor:
     if not isinstance(v, Tensor):
         v = torch.as_tensor(v, dtype=torch.float64)
@@ -525,23 +553,19 @@ def line(
     >>> res.loss.shape
     torch.Size([5])
     """
-    _check_data(data)
-    reduction = _reduction(loss_fn)
-    metrics = _check_metrics(metrics)
+    reduction, metrics = _check_inputs(loss_fn, data, metrics)
     _, tensors = select_params(model, params)
     d = _as_flat(direction, tensors, "direction")
     coords = _coords(span, steps, "line")
-    device = tensors[0].device
-    vals = []
-    count = 0
-    with _perturbation(model, tensors) as base:
-        with _progress(len(coords), "line", progress) as bar:
-            for a in coords.tolist():
-                _set_flat(tensors, base, a * d)
-                v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
-                vals.append(v)
-                bar.update(1)
-    loss, mets = _results(vals, list(metrics), (len(coords),))
+
+    def place(base):
+        for a in coords.tolist():
+            _set_flat(tensors, base, a * d)
+            yield
+
+    loss, mets, count = _sweep(
+        model, loss_fn, data, metrics, reduction, tensors, (len(coords),), "line", progress, place
+    )
     return LandscapeLine(
         coords=coords,
         loss=loss,
@@ -596,27 +620,24 @@ def surface(
     >>> surface(model, nn.MSELoss(), data, dirs, steps=3, progress=False).loss.shape
     torch.Size([3, 3])
     """
-    _check_data(data)
-    reduction = _reduction(loss_fn)
-    metrics = _check_metrics(metrics)
+    reduction, metrics = _check_inputs(loss_fn, data, metrics)
     _, tensors = select_params(model, params)
     d1, d2 = _as_two(directions, tensors)
     span_a, span_b = _pair(span, "span")
     steps_a, steps_b = _pair(steps, "steps")
     ca = _coords(span_a, steps_a, "surface (first axis)")
     cb = _coords(span_b, steps_b, "surface (second axis)")
-    device = tensors[0].device
-    vals = []
-    count = 0
-    with _perturbation(model, tensors) as base:
-        with _progress(len(ca) * len(cb), "surface", progress) as bar:
-            for a in ca.tolist():
-                for b in cb.tolist():
-                    _set_flat(tensors, base, a * d1 + b * d2)
-                    v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
-                    vals.append(v)
-                    bar.update(1)
-    loss, mets = _results(vals, list(metrics), (len(ca), len(cb)))
+
+    def place(base):
+        for a in ca.tolist():
+            for b in cb.tolist():
+                _set_flat(tensors, base, a * d1 + b * d2)
+                yield
+
+    shape = (len(ca), len(cb))
+    loss, mets, count = _sweep(
+        model, loss_fn, data, metrics, reduction, tensors, shape, "surface", progress, place
+    )
     return LandscapeSurface(
         coords=(ca, cb),
         loss=loss,
@@ -671,9 +692,7 @@ def interpolate(
     >>> interpolate(a, b, nn.MSELoss(), data, steps=5, progress=False).coords.tolist()
     [-0.5, 0.0, 0.5, 1.0, 1.5]
     """
-    _check_data(data)
-    reduction = _reduction(loss_fn)
-    metrics = _check_metrics(metrics)
+    reduction, metrics = _check_inputs(loss_fn, data, metrics)
     for m in (model_a, model_b):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models must be torch.nn.Module, got {type(m).__name__}.")
@@ -695,22 +714,23 @@ def interpolate(
     coords = _coords(span, steps, "interpolate")
     tensors = list(pa.values()) + list(ba.values())
     targets = [pb[k].detach().to(pa[k]) for k in pa] + [bb[k].detach().to(v) for k, v in ba.items()]
-    device = tensors[0].device
-    vals = []
-    count = 0
-    with _perturbation(model_a, tensors) as base:
+    norm = math.nan  # set by place(), from the saved parameters
+
+    def place(base):
+        nonlocal norm
         deltas = [t - b for t, b in zip(targets, base)]
         norm = float(
             torch.linalg.vector_norm(torch.cat([deltas[i].reshape(-1) for i in range(len(pa))]))
         )
-        with _progress(len(coords), "interpolate", progress) as bar:
-            for a in coords.tolist():
-                for t, b, dl in zip(tensors, base, deltas):
-                    t.copy_(b + a * dl)
-                v, count = _evaluate(model_a, loss_fn, data, metrics, reduction, device)
-                vals.append(v)
-                bar.update(1)
-    loss, mets = _results(vals, list(metrics), (len(coords),))
+        for a in coords.tolist():
+            for t, b, dl in zip(tensors, base, deltas):
+                t.copy_(b + a * dl)
+            yield
+
+    shape = (len(coords),)
+    loss, mets, count = _sweep(
+        model_a, loss_fn, data, metrics, reduction, tensors, shape, "interpolate", progress, place
+    )
     return LandscapeLine(
         coords=coords, loss=loss, metrics=mets, direction_norm=norm, num_data=count
     )

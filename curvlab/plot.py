@@ -117,8 +117,9 @@ def density(sd, *, grid=None, sigma: float | None = None, log: bool = False, ax=
     if not (sigma > 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a positive number, got {sigma}.")
     if grid is None:
-        grid = torch.linspace(lo - 5 * sigma, hi + 5 * sigma, 1000, dtype=nodes.dtype,
-                              device=nodes.device)
+        grid = torch.linspace(
+            lo - 5 * sigma, hi + 5 * sigma, 1000, dtype=nodes.dtype, device=nodes.device
+        )
     else:
         grid = torch.as_tensor(grid, dtype=nodes.dtype, device=nodes.device).reshape(-1)
     values = _np(sd.evaluate(grid, sigma))
@@ -135,8 +136,15 @@ def density(sd, *, grid=None, sigma: float | None = None, log: bool = False, ax=
 
 
 # -- landscapes ----------------------------------------------------------------------------
-def landscape_1d(result, *, metrics: bool | Sequence[str] = False, ax=None, label=None,
-                 logy: bool = False, **kwargs):
+def landscape_1d(
+    result,
+    *,
+    metrics: bool | Sequence[str] = False,
+    ax=None,
+    label=None,
+    logy: bool = False,
+    **kwargs,
+):
     """Plot the loss along a line (:class:`curvlab.landscape.LandscapeLine`).
 
     Parameters
@@ -199,7 +207,8 @@ def landscape_1d(result, *, metrics: bool | Sequence[str] = False, ax=None, labe
     return ax
 
 
-def _surface_arrays(result):
+def _surface_arrays(result, log: bool):
+    """``(a, b, Z)`` of a surface result, ``Z = log10(loss)`` with ``log``."""
     _require(result, ("coords", "loss"), "a surface plot")
     a, b = (_np(c) for c in result.coords)
     Z = _np(result.loss)
@@ -208,12 +217,42 @@ def _surface_arrays(result):
             f"loss has shape {Z.shape} but the coordinates have {a.size} and {b.size} points; "
             "expected loss[i, j] at (a[i], b[j])."
         )
+    if log:
+        if (Z <= 0).any():
+            raise ValueError("log=True needs a positive loss everywhere.")
+        Z = np.log10(Z)
     return a, b, Z
 
 
-def landscape_contour(result, *, levels: int | Sequence[float] = 20, log: bool = False,
-                      filled: bool = False, colorbar: bool = True, ax=None, cmap="viridis",
-                      **kwargs):
+def _label_directions(ax) -> None:
+    ax.set_xlabel("direction 1")
+    ax.set_ylabel("direction 2")
+
+
+def _check_band(band) -> None:
+    if band not in ("std", "minmax", None):
+        raise ValueError(f"band must be 'std', 'minmax' or None, got {band!r}.")
+
+
+def _band(runs: np.ndarray, mean: np.ndarray, band: str) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper edges of the band over ``runs`` (one row per seed) around ``mean``."""
+    if band == "std":
+        sd = runs.std(axis=0, ddof=1)
+        return mean - sd, mean + sd
+    return runs.min(axis=0), runs.max(axis=0)
+
+
+def landscape_contour(
+    result,
+    *,
+    levels: int | Sequence[float] = 20,
+    log: bool = False,
+    filled: bool = False,
+    colorbar: bool = True,
+    ax=None,
+    cmap="viridis",
+    **kwargs,
+):
     """Contour plot of a loss surface (:class:`curvlab.landscape.LandscapeSurface`).
 
     The first direction runs along the horizontal axis, the second along the vertical one; a
@@ -249,11 +288,7 @@ def landscape_contour(result, *, levels: int | Sequence[float] = 20, log: bool =
     >>> len(ax.collections) >= 1
     True
     """
-    a, b, Z = _surface_arrays(result)
-    if log:
-        if (Z <= 0).any():
-            raise ValueError("log=True needs a positive loss everywhere.")
-        Z = np.log10(Z)
+    a, b, Z = _surface_arrays(result, log)
     ax = _axes(ax)
     fn = ax.contourf if filled else ax.contour
     cs = fn(a, b, Z.T, levels=levels, cmap=cmap, **kwargs)
@@ -261,8 +296,7 @@ def landscape_contour(result, *, levels: int | Sequence[float] = 20, log: bool =
         ax.plot([0.0], [0.0], marker="x", color="k", linestyle="none")
     if colorbar:
         ax.figure.colorbar(cs, ax=ax, label="log10 loss" if log else "loss")
-    ax.set_xlabel("direction 1")
-    ax.set_ylabel("direction 2")
+    _label_directions(ax)
     ax.set_aspect("auto")
     return ax
 
@@ -295,16 +329,11 @@ def landscape_surface(result, *, log: bool = False, ax=None, cmap="viridis", **k
     >>> ax.name
     '3d'
     """
-    a, b, Z = _surface_arrays(result)
-    if log:
-        if (Z <= 0).any():
-            raise ValueError("log=True needs a positive loss everywhere.")
-        Z = np.log10(Z)
+    a, b, Z = _surface_arrays(result, log)
     ax = _axes(ax, projection="3d")
     A, B = np.meshgrid(a, b, indexing="ij")
     ax.plot_surface(A, B, Z, cmap=cmap, linewidth=0, antialiased=True, **kwargs)
-    ax.set_xlabel("direction 1")
-    ax.set_ylabel("direction 2")
+    _label_directions(ax)
     ax.set_zlabel("log10 loss" if log else "loss")
     return ax
 
@@ -336,8 +365,15 @@ def _freq_label(f) -> str:
     return f"{int(f)}" if float(f).is_integer() else f"{f:g}"
 
 
-def spectral_bias_heatmap(results, *, ax=None, cmap: str = "viridis", vmin: float | None = 0.0,
-                          vmax: float | None = None, colorbar: bool = True):
+def spectral_bias_heatmap(
+    results,
+    *,
+    ax=None,
+    cmap: str = "viridis",
+    vmin: float | None = 0.0,
+    vmax: float | None = None,
+    colorbar: bool = True,
+):
     """Rahaman et al.'s heatmap: frequency (rows) against training step (columns).
 
     Parameters
@@ -375,23 +411,33 @@ def spectral_bias_heatmap(results, *, ax=None, cmap: str = "viridis", vmin: floa
     ax = _axes(ax)
     t0, t1 = (float(steps[0]), float(steps[-1])) if steps.size else (0.0, 1.0)
     dt = (t1 - t0) / max(steps.size - 1, 1) if steps.size > 1 else 1.0
-    im = ax.imshow(M, aspect="auto", origin="lower", cmap=cmap, vmin=vmin, vmax=vmax,
-                   interpolation="nearest",
-                   extent=(t0 - dt / 2, t1 + dt / 2, -0.5, freqs.size - 0.5))
+    im = ax.imshow(
+        M,
+        aspect="auto",
+        origin="lower",
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+        extent=(t0 - dt / 2, t1 + dt / 2, -0.5, freqs.size - 0.5),
+    )
     ax.set_yticks(range(freqs.size))
     ax.set_yticklabels([_freq_label(f) for f in freqs])
     ax.set_xlabel("training step")
     ax.set_ylabel("frequency")
     if colorbar:
-        label = {"amplitude": "normalized amplitude (1 = learned)",
-                 "relative_error": "relative error (0 = learned)",
-                 "projection": "relative error (0 = learned)"}.get(metric, metric)
+        label = {
+            "amplitude": "normalized amplitude (1 = learned)",
+            "relative_error": "relative error (0 = learned)",
+            "projection": "relative error (0 = learned)",
+        }.get(metric, metric)
         ax.figure.colorbar(im, ax=ax, label=label)
     return ax
 
 
-def frequency_curves(results, *, freqs=None, band: str | None = "std", ax=None, cmap="viridis",
-                     legend: bool = True):
+def frequency_curves(
+    results, *, freqs=None, band: str | None = "std", ax=None, cmap="viridis", legend: bool = True
+):
     """One curve per frequency over training: mean over seeds with a shaded band.
 
     Parameters
@@ -425,8 +471,7 @@ def frequency_curves(results, *, freqs=None, band: str | None = "std", ax=None, 
     """
     import matplotlib
 
-    if band not in ("std", "minmax", None):
-        raise ValueError(f"band must be 'std', 'minmax' or None, got {band!r}.")
+    _check_band(band)
     steps, all_freqs, V, metric = _stack_results(results)
     if freqs is None:
         idx = list(range(all_freqs.size))
@@ -444,22 +489,31 @@ def frequency_curves(results, *, freqs=None, band: str | None = "std", ax=None, 
     for c, i in zip(colors, idx):
         ax.plot(steps, mean[:, i], color=c, label=f"k = {_freq_label(all_freqs[i])}")
         if band is not None and V.shape[0] > 1:
-            if band == "std":
-                sd = V[:, :, i].std(axis=0, ddof=1)
-                lo, hi = mean[:, i] - sd, mean[:, i] + sd
-            else:
-                lo, hi = V[:, :, i].min(axis=0), V[:, :, i].max(axis=0)
+            lo, hi = _band(V[:, :, i], mean[:, i], band)
             ax.fill_between(steps, lo, hi, color=c, alpha=0.2, linewidth=0)
     ax.set_xlabel("training step")
-    ax.set_ylabel({"amplitude": "normalized amplitude", "relative_error": "relative error",
-                   "projection": "relative error"}.get(metric, metric or "value"))
+    ax.set_ylabel(
+        {
+            "amplitude": "normalized amplitude",
+            "relative_error": "relative error",
+            "projection": "relative error",
+        }.get(metric, metric or "value")
+    )
     if legend:
         ax.legend(fontsize="small")
     return ax
 
 
-def training_curves(history: Mapping[str, Sequence], *, steps=None, band: str | None = "std",
-                    logy: bool = False, ax=None, xlabel: str = "step", ylabel: str = ""):
+def training_curves(
+    history: Mapping[str, Sequence],
+    *,
+    steps=None,
+    band: str | None = "std",
+    logy: bool = False,
+    ax=None,
+    xlabel: str = "step",
+    ylabel: str = "",
+):
     """Curves over training (loss, accuracy...), one per key, with a band over seeds.
 
     Parameters
@@ -489,8 +543,7 @@ def training_curves(history: Mapping[str, Sequence], *, steps=None, band: str | 
     """
     if not isinstance(history, Mapping) or not history:
         raise TypeError("history must be a non-empty dict {name: values}.")
-    if band not in ("std", "minmax", None):
-        raise ValueError(f"band must be 'std', 'minmax' or None, got {band!r}.")
+    _check_band(band)
     ax = _axes(ax)
     for name, vals in history.items():
         if isinstance(vals, torch.Tensor):
@@ -516,11 +569,7 @@ def training_curves(history: Mapping[str, Sequence], *, steps=None, band: str | 
         mean = arr.mean(axis=0)
         (ln,) = ax.plot(x, mean, label=name)
         if band is not None and arr.shape[0] > 1:
-            if band == "std":
-                sd = arr.std(axis=0, ddof=1)
-                lo, hi = mean - sd, mean + sd
-            else:
-                lo, hi = arr.min(axis=0), arr.max(axis=0)
+            lo, hi = _band(arr, mean, band)
             ax.fill_between(x, lo, hi, color=ln.get_color(), alpha=0.2, linewidth=0)
     if logy:
         ax.set_yscale("log")

@@ -6,7 +6,7 @@ import torch.distributed as dist
 from distributed_utils import run_distributed
 from torch import nn
 
-from curvlab.optim import SSDH, AdaHessian, DampedNewton, NewtonCG, Sophia
+from curvlab.optim import SCRN, SSDH, AdaHessian, DampedNewton, NewtonCG, Sophia
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed missing")
 
@@ -32,10 +32,24 @@ def make(name, params, group):
         return SSDH(params, seed=None, **kw)
     if name == "newton-cg":
         return NewtonCG(params, **kw)
+    if name == "scrn-cauchy":  # ||g|| >= l^2 / rho on the three steps: Cauchy steps
+        return SCRN(params, l=0.3, seed=3, **kw)
+    if name.startswith("scrn"):  # ||g|| < 0.5 < l^2 / rho: the perturbed subsolvers
+        return SCRN(params, subsolver=name.split("-")[1], seed=3, **kw)
     return DampedNewton(params, variant="gradreg", L=1.0, solver=name.split("-")[1], **kw)
 
 
-NAMES = ["adahessian", "damped-dense", "damped-cg", "sophia-g", "ssdh", "newton-cg"]
+NAMES = [
+    "adahessian",
+    "damped-dense",
+    "damped-cg",
+    "sophia-g",
+    "ssdh",
+    "newton-cg",
+    "scrn-gd",
+    "scrn-lanczos",
+    "scrn-cauchy",
+]
 STEPS = 3
 
 

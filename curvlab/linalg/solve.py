@@ -30,6 +30,15 @@ class CGResult:
     indefinite : bool
         CG met a direction of non-positive curvature ``p^T (A + damping I) p <= 0`` and stopped
         there; ``x`` is then the last iterate before that direction (not a solution).
+
+    Examples
+    --------
+    >>> import torch
+    >>> import curvlab as cl
+    >>> A = cl.DenseOperator(torch.diag(torch.arange(1.0, 6.0, dtype=torch.float64)))
+    >>> res = cl.cg(A, torch.ones(5, dtype=torch.float64))
+    >>> res.converged, torch.allclose(A @ res.x, torch.ones(5, dtype=torch.float64))
+    (True, True)
     """
 
     x: Tensor

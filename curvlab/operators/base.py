@@ -41,6 +41,22 @@ class CurvatureOperator:
         Number of samples the operator averages over (``None`` where that has no meaning).
     num_matvecs : int
         Number of matrix-vector products done so far (a ``(n, k)`` product counts ``k``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab import CurvatureOperator
+    >>> class Diagonal(CurvatureOperator):
+    ...     def __init__(self, d):
+    ...         super().__init__(d.numel(), d.dtype, d.device)
+    ...         self.d = d
+    ...     def _matmat(self, V):  # V is (n, k)
+    ...         return self.d[:, None] * V
+    >>> D = Diagonal(torch.tensor([1.0, 2.0, 3.0]))
+    >>> D @ torch.ones(3), D.num_matvecs
+    (tensor([1., 2., 3.]), 1)
+    >>> (D.shift(1.0) @ torch.ones(3)).tolist()
+    [2.0, 3.0, 4.0]
     """
 
     def __init__(self, n: int, dtype: torch.dtype, device: torch.device | str):
@@ -196,7 +212,17 @@ def _check_compatible(ops) -> None:
 
 
 class SumOperator(CurvatureOperator):
-    """Sum of operators of the same shape, dtype and device."""
+    """Sum of operators of the same shape, dtype and device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab import DenseOperator, SumOperator
+    >>> A, B = DenseOperator(torch.eye(2)), DenseOperator(torch.diag(torch.tensor([1.0, 3.0])))
+    >>> S = SumOperator([A, B])  # also A + B
+    >>> S @ torch.ones(2)
+    tensor([2., 4.])
+    """
 
     def __init__(self, ops):
         flat = []
@@ -216,7 +242,16 @@ class SumOperator(CurvatureOperator):
 
 
 class ScaledOperator(CurvatureOperator):
-    """``c * op`` for a real scalar ``c``."""
+    """``c * op`` for a real scalar ``c``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab import DenseOperator, ScaledOperator
+    >>> A = DenseOperator(torch.diag(torch.tensor([1.0, 2.0])))
+    >>> ScaledOperator(A, -0.5) @ torch.ones(2)  # also -0.5 * A
+    tensor([-0.5000, -1.0000])
+    """
 
     def __init__(self, op: CurvatureOperator, c: float):
         super().__init__(op.shape[0], op.dtype, op.device)

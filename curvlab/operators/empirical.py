@@ -55,6 +55,16 @@ class EmpiricalRiskOperator(CurvatureOperator):
         group (one ``all_reduce`` of ``n * k`` numbers per product), so every rank holds the
         full-data product. ``None`` (default): single process, unless ``model`` is wrapped in
         ``DistributedDataParallel``, whose group is then used.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> import curvlab as cl
+    >>> data = [(torch.randn(5, 2), torch.randn(5, 1)), (torch.randn(3, 2), torch.randn(3, 1))]
+    >>> H = cl.HessianOperator(nn.Linear(2, 1), nn.MSELoss(), data)
+    >>> isinstance(H, cl.EmpiricalRiskOperator), H.num_data, H.shape
+    (True, 8, (3, 3))
     """
 
     def __init__(

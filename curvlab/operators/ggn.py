@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 from torch.func import jvp, vjp
 
-from .._random import make_generator
+from .._random import Seed, make_generator
 from ._losses import (
     check_ggn_supported,
     check_known,
@@ -66,7 +66,7 @@ class GGNOperator(EmpiricalRiskOperator):
         mode="rev-rev",
         check_deterministic=True,
         mc_samples: int = 0,
-        seed=None,
+        seed: Seed = None,
         process_group=None,
     ):
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:

@@ -20,9 +20,8 @@ Each optimizer is split into two phases so that several of them can share one gr
 from __future__ import annotations
 
 import math
-import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .. import _random
 from ..operators.base import CurvatureOperator
 
 __all__ = [
@@ -178,16 +178,15 @@ def take_gradient(
 def make_generator(
     seed: int | torch.Generator | None, device: torch.device
 ) -> tuple[int, torch.Generator]:
-    """A generator on ``device`` from an int seed, a generator, or ``None`` (fresh entropy)."""
-    if isinstance(seed, torch.Generator):
-        return int(seed.initial_seed()), seed
-    if seed is None:
-        seed = int.from_bytes(os.urandom(8), "little") >> 1
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, a torch.Generator or None, got {seed!r}.")
-    gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
-    return int(seed), gen
+    """The probe generator of an optimizer and the integer seed saved in its ``state_dict``.
+
+    Follows :func:`curvlab._random.make_generator` with ``share=True``: a Generator is used
+    as it is (its stream advances across steps) and reported by its ``initial_seed()``; an int
+    seeds a new generator on ``device``; ``None`` takes a fresh seed from the operating
+    system. Returns ``(seed, generator)``.
+    """
+    gen, used = _random.make_generator(seed, device, share=True)
+    return (int(gen.initial_seed()) if used is None else used), gen
 
 
 def rademacher_like(
@@ -217,23 +216,45 @@ def randn_flat(n: int, generator: torch.Generator, like: Tensor) -> Tensor:
 # -- products through the gradient graph ------------------------------------------------------
 
 
+def _grad_vector_products(grads, params, vectors, **kwargs) -> list[Tensor | None] | None:
+    """``autograd.grad`` of the gradients that carry a graph, against ``vectors``.
+
+    ``None`` when no gradient carries a graph; an entry is ``None`` where ``params[i]`` does
+    not enter the products.
+    """
+    pairs = [(g, v) for g, v in zip(grads, vectors) if g.requires_grad]
+    if not pairs:
+        return None
+    return torch.autograd.grad(
+        [g for g, _ in pairs],
+        list(params),
+        grad_outputs=[v for _, v in pairs],
+        retain_graph=True,
+        allow_unused=True,
+        **kwargs,
+    )
+
+
+def _zeros_for_missing(out, params, k: int | None = None) -> list[Tensor]:
+    """``out`` with every missing product (``None``, or all of them) replaced by zeros (of
+    shape ``(k, *p.shape)`` for ``k`` batched products)."""
+    out = [None] * len(params) if out is None else out
+    return [o if o is not None else _zeros(p, k) for o, p in zip(out, params)]
+
+
+def _zeros(p: Tensor, k: int | None) -> Tensor:
+    if k is None:
+        return torch.zeros_like(p)
+    return torch.zeros(k, *p.shape, dtype=p.dtype, device=p.device)
+
+
 def hvp(grads: Sequence[Tensor], params: Sequence[Tensor], vectors: Sequence[Tensor]):
     """Hessian-vector product through a gradient graph (``create_graph=True`` gradients).
 
     ``grads[i]`` is the gradient w.r.t. ``params[i]``; the product is the block of the Hessian
     on ``params`` applied to ``vectors``. The graph is retained (the caller drops it).
     """
-    pairs = [(g, v) for g, v in zip(grads, vectors) if g.requires_grad]
-    if not pairs:
-        return [torch.zeros_like(p) for p in params]
-    out = torch.autograd.grad(
-        [g for g, _ in pairs],
-        list(params),
-        grad_outputs=[v for _, v in pairs],
-        retain_graph=True,
-        allow_unused=True,
-    )
-    return [torch.zeros_like(p) if o is None else o for o, p in zip(out, params)]
+    return _zeros_for_missing(_grad_vector_products(grads, params, vectors), params)
 
 
 def hvp_batched(grads: Sequence[Tensor], params: Sequence[Tensor], vectors: Sequence[Tensor]):
@@ -241,25 +262,12 @@ def hvp_batched(grads: Sequence[Tensor], params: Sequence[Tensor], vectors: Sequ
     k = vectors[0].shape[0]
     if k == 1:
         return [h.unsqueeze(0) for h in hvp(grads, params, [v[0] for v in vectors])]
-    pairs = [(g, v) for g, v in zip(grads, vectors) if g.requires_grad]
-    if not pairs:
-        return [torch.zeros(k, *p.shape, dtype=p.dtype, device=p.device) for p in params]
     try:
-        out = torch.autograd.grad(
-            [g for g, _ in pairs],
-            list(params),
-            grad_outputs=[v for _, v in pairs],
-            retain_graph=True,
-            allow_unused=True,
-            is_grads_batched=True,
-        )
+        out = _grad_vector_products(grads, params, vectors, is_grads_batched=True)
     except RuntimeError:  # an op without a batching rule: one product at a time
         cols = [hvp(grads, params, [v[j] for v in vectors]) for j in range(k)]
         return [torch.stack([c[i] for c in cols]) for i in range(len(params))]
-    return [
-        torch.zeros(k, *p.shape, dtype=p.dtype, device=p.device) if o is None else o
-        for o, p in zip(out, params)
-    ]
+    return _zeros_for_missing(out, params, k)
 
 
 def flat(tensors: Sequence[Tensor]) -> Tensor:
@@ -435,6 +443,17 @@ class StepContext:
         self._ops = []  # the operators hold the graph too
 
 
+def hutchinson_diagonal(
+    ctx: StepContext, params: Sequence[Tensor], generator: torch.Generator
+) -> list[Tensor]:
+    r"""One Hutchinson sample :math:`z \odot (H z)` of the Hessian diagonal on ``params``.
+
+    :math:`z` is a Rademacher probe drawn from ``generator``; one Hessian-vector product.
+    """
+    zs = rademacher_like(params, generator)
+    return [z * hz for z, hz in zip(zs, ctx.hvp(params, zs))]
+
+
 class CurvatureOptimizer(Optimizer):
     """Base class of the curvlab optimizers: the closure contract and the legacy path.
 
@@ -492,9 +511,7 @@ class CurvatureOptimizer(Optimizer):
                     "torch.distributed.init_process_group first (e.g. under torchrun)."
                 )
             if seed is None:  # every rank must draw the same probes: take rank 0's seed
-                box = torch.tensor(
-                    [int.from_bytes(os.urandom(7), "little")], dtype=torch.int64, device=device
-                )
+                box = torch.tensor([_random.fresh_seed()], dtype=torch.int64, device=device)
                 dist.broadcast(box, src=dist.get_global_rank(process_group, 0), group=process_group)
                 seed = int(box.item())
         self.seed, self._generator = make_generator(seed, device)
@@ -535,6 +552,34 @@ class CurvatureOptimizer(Optimizer):
 
     def _own_params(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
+
+    def _stepped_params(
+        self,
+        ctx: StepContext,
+        plan: Sequence[Any] | None = None,
+        *,
+        counters: Sequence[str] = ("step",),
+        buffers: Sequence[str] = (),
+    ) -> Iterator[tuple[dict, Tensor, dict, Any]]:
+        """The per-parameter loop of an element-wise update rule.
+
+        Yields ``(group, p, state, item)`` for every parameter that received a gradient on
+        this step, group by group. A parameter's state starts (on its first step) with the
+        ``counters`` at 0 and the ``buffers`` as zeros like ``p``; ``item`` is its entry of
+        ``plan`` (one entry per ``ctx.params``), or ``None`` without a plan.
+        """
+        items = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if not ctx.has(p):
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    for name in counters:
+                        state[name] = 0
+                    for name in buffers:
+                        state[name] = torch.zeros_like(p)
+                yield group, p, state, items.get(id(p))
 
     counts: dict
     """Cumulative work: ``steps``, ``loss_evals``, ``gradients`` and ``hvps`` (products)."""
@@ -727,3 +772,44 @@ class CurvatureOptimizer(Optimizer):
             self.counts = dict(extra.get("counts", self.counts))
             self._generator.set_state(extra["generator_state"].clone().cpu())
             self.seed = extra.get("seed", self.seed)
+
+
+class GroupStepOptimizer(CurvatureOptimizer):
+    """A method that computes one step per parameter group, from the group's gradient.
+
+    Subclasses implement ``_group_step(ctx, group, params, g)``, which returns the flat step
+    of the group (``g`` is its flat gradient) and a dict of diagnostics; the diagnostics of
+    the last step are :attr:`last_info` (one dict per group, empty for a group without a
+    gradient). The steps are added to the parameters in ``_apply``.
+    """
+
+    def __init__(self, params, defaults: dict, **kwargs: Any):
+        self.last_info: list[dict] = []
+        super().__init__(params, defaults, **kwargs)
+
+    def _group_step(
+        self, ctx: StepContext, group: dict, params: list[Tensor], g: Tensor
+    ) -> tuple[Tensor, dict]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _prepare(self, ctx: StepContext) -> list:
+        plan, info = [], []
+        for group in self.param_groups:
+            params = [p for p in group["params"] if ctx.has(p)]
+            if not params:
+                plan.append(None)
+                info.append({})
+                continue
+            g = flat([ctx.grad_of(p).detach() for p in params])
+            step, stats = self._group_step(ctx, group, params, g)
+            plan.append((params, split_like(step, params)))
+            info.append(stats)
+        self.last_info = info
+        return plan
+
+    def _apply(self, ctx: StepContext, plan: list) -> None:
+        for item in plan:
+            if item is None:
+                continue
+            for p, delta in zip(*item):
+                p.add_(delta)

@@ -13,6 +13,7 @@ from ._base import (
     check_betas,
     check_int,
     check_nonneg,
+    hutchinson_diagonal,
     rademacher_like,
 )
 
@@ -162,9 +163,7 @@ class AdaHessian(CurvatureOptimizer):
         ctx.require_graph("AdaHessian")
         params = ctx.params
         if self.n_samples == 1:
-            zs = rademacher_like(params, self._generator)
-            hzs = ctx.hvp(params, zs)
-            diags = [z * hz for z, hz in zip(zs, hzs)]
+            diags = hutchinson_diagonal(ctx, params, self._generator)
         else:
             zs = rademacher_like(params, self._generator, self.n_samples)
             hzs = ctx.hvp_batched(params, zs)
@@ -174,35 +173,27 @@ class AdaHessian(CurvatureOptimizer):
         return [d.abs() for d in diags]
 
     def _apply(self, ctx: StepContext, plan):
-        diag = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
-        for group in self.param_groups:
+        counters, buffers = ("step", "hessian_step"), ("exp_avg", "exp_hessian_diag_sq")
+        for group, p, state, d in self._stepped_params(
+            ctx, plan, counters=counters, buffers=buffers
+        ):
             beta1, beta2 = group["betas"]
             lr, eps, wd = group["lr"], group["eps"], group["weight_decay"]
             k = group["hessian_power"]
-            for p in group["params"]:
-                if not ctx.has(p):
-                    continue
-                grad = p.grad
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["hessian_step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["exp_hessian_diag_sq"] = torch.zeros_like(p)
-                state["step"] += 1
-                exp_avg, exp_h = state["exp_avg"], state["exp_hessian_diag_sq"]
-                exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
-                d = diag.get(id(p))
-                if d is not None:
-                    state["hessian_step"] += 1
-                    exp_h.mul_(beta2).addcmul_(d, d, value=1 - beta2)
-                bc1 = 1 - beta1 ** state["step"]
-                bc2 = 1 - beta2 ** state["hessian_step"]
-                if k == 1:
-                    denom = exp_h.sqrt().div_(math.sqrt(bc2)).add_(eps)
-                else:
-                    denom = (exp_h.sqrt() ** k).div_(math.sqrt(bc2) ** k).add_(eps)
-                update = exp_avg / bc1 / denom
-                if wd != 0:
-                    update = update + wd * p
-                p.add_(update, alpha=-lr)
+            grad = p.grad
+            state["step"] += 1
+            exp_avg, exp_h = state["exp_avg"], state["exp_hessian_diag_sq"]
+            exp_avg.mul_(beta1).add_(grad, alpha=1 - beta1)
+            if d is not None:
+                state["hessian_step"] += 1
+                exp_h.mul_(beta2).addcmul_(d, d, value=1 - beta2)
+            bc1 = 1 - beta1 ** state["step"]
+            bc2 = 1 - beta2 ** state["hessian_step"]
+            if k == 1:
+                denom = exp_h.sqrt().div_(math.sqrt(bc2)).add_(eps)
+            else:
+                denom = (exp_h.sqrt() ** k).div_(math.sqrt(bc2) ** k).add_(eps)
+            update = exp_avg / bc1 / denom
+            if wd != 0:
+                update = update + wd * p
+            p.add_(update, alpha=-lr)

@@ -125,44 +125,36 @@ class Apollo(CurvatureOptimizer):
         return None
 
     def _apply(self, ctx: StepContext, plan):
-        for group in self.param_groups:
+        buffers = ("exp_avg_grad", "approx_hessian", "update")
+        for group, p, state, _ in self._stepped_params(ctx, buffers=buffers):
             beta, eps, wd = group["beta"], group["eps"], group["weight_decay"]
             wd_type = group["weight_decay_type"]
-            for p in group["params"]:
-                if not ctx.has(p):
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg_grad"] = torch.zeros_like(p)
-                    state["approx_hessian"] = torch.zeros_like(p)
-                    state["update"] = torch.zeros_like(p)
-                if state["step"] < group["warmup"]:
-                    lr = (group["lr"] - group["init_lr"]) * state["step"] / group["warmup"] + group[
-                        "init_lr"
-                    ]
-                else:
-                    lr = group["lr"]
-                grad = p.grad
-                if wd != 0 and wd_type == "L2":
-                    grad = grad.add(p, alpha=wd)
-                m, B, d_p = state["exp_avg_grad"], state["approx_hessian"], state["update"]
-                state["step"] += 1
-                alpha = (1 - beta) / (1 - beta ** state["step"])
-                delta_grad = grad - m
-                rebound = delta_grad.abs().max() if group["rebound"] == "belief" else group["sigma"]
-                m.add_(delta_grad, alpha=alpha)
-                denom = torch.linalg.vector_norm(d_p, ord=4).add(eps)
-                d_p.div_(denom)
-                v_sq = d_p * d_p
-                delta = (delta_grad / denom * d_p).sum().mul(-alpha) - (B * v_sq).sum()
-                B.addcmul_(v_sq, delta)
-                if group["rebound"] == "belief":
-                    D = torch.maximum(B.abs(), rebound).add_(eps / alpha)
-                else:
-                    D = B.abs().clamp_(min=rebound)
-                d_p.copy_(m / D)
-                if wd != 0 and wd_type != "L2":
-                    coef = wd / D.mean() if wd_type == "stable" else wd
-                    d_p.add_(p * coef)
-                p.add_(d_p, alpha=-lr)
+            if state["step"] < group["warmup"]:
+                lr = (group["lr"] - group["init_lr"]) * state["step"] / group["warmup"] + group[
+                    "init_lr"
+                ]
+            else:
+                lr = group["lr"]
+            grad = p.grad
+            if wd != 0 and wd_type == "L2":
+                grad = grad.add(p, alpha=wd)
+            m, B, d_p = state["exp_avg_grad"], state["approx_hessian"], state["update"]
+            state["step"] += 1
+            alpha = (1 - beta) / (1 - beta ** state["step"])
+            delta_grad = grad - m
+            rebound = delta_grad.abs().max() if group["rebound"] == "belief" else group["sigma"]
+            m.add_(delta_grad, alpha=alpha)
+            denom = torch.linalg.vector_norm(d_p, ord=4).add(eps)
+            d_p.div_(denom)
+            v_sq = d_p * d_p
+            delta = (delta_grad / denom * d_p).sum().mul(-alpha) - (B * v_sq).sum()
+            B.addcmul_(v_sq, delta)
+            if group["rebound"] == "belief":
+                D = torch.maximum(B.abs(), rebound).add_(eps / alpha)
+            else:
+                D = B.abs().clamp_(min=rebound)
+            d_p.copy_(m / D)
+            if wd != 0 and wd_type != "L2":
+                coef = wd / D.mean() if wd_type == "stable" else wd
+                d_p.add_(p * coef)
+            p.add_(d_p, alpha=-lr)

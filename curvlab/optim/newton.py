@@ -8,15 +8,7 @@ import torch
 from torch import Tensor
 
 from ..linalg.solve import cg
-from ._base import (
-    CurvatureOptimizer,
-    StepContext,
-    check_int,
-    check_nonneg,
-    check_positive,
-    flat,
-    split_like,
-)
+from ._base import GroupStepOptimizer, StepContext, check_int, check_nonneg, check_positive
 
 __all__ = ["DampedNewton"]
 
@@ -28,7 +20,7 @@ def default_cg_tol(dtype: torch.dtype) -> float:
     return 1e-10 if dtype == torch.float64 else 1e-5
 
 
-class DampedNewton(CurvatureOptimizer):
+class DampedNewton(GroupStepOptimizer):
     r"""Damped Newton step on each parameter group: :math:`x \leftarrow x - \alpha (H +
     \lambda I)^{-1} g`.
 
@@ -134,7 +126,6 @@ class DampedNewton(CurvatureOptimizer):
             cg_tol=cg_tol,
             cg_max_iter=cg_max_iter,
         )
-        self.last_info: list[dict] = []
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
@@ -168,31 +159,20 @@ class DampedNewton(CurvatureOptimizer):
             return True
         return any(g["solver"] != "dense" or self._cached(g) is None for g in self.param_groups)
 
-    def _prepare(self, ctx: StepContext):
-        plan, info = [], []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if ctx.has(p)]
-            if not params:
-                plan.append(None)
-                info.append({})
-                continue
-            g = flat([ctx.grad_of(p).detach() for p in params])
-            variant = group["variant"]
-            lam = 0.0
-            if variant == "gradreg":
-                lam = math.sqrt(group["L"] * float(torch.linalg.vector_norm(g)))
-            elif variant == "fixed":
-                lam = float(group["damping"])
-            d, stats = self._solve(ctx, group, params, g, lam)
-            alpha = float(group["lr"])
-            if variant == "aic":
-                gHg = abs(float(g @ d))
-                G = group["L"] * math.sqrt(gHg)
-                alpha *= (math.sqrt(1 + 2 * G) - 1) / G if G > 0 else 1.0
-            plan.append((params, split_like(-alpha * d, params)))
-            info.append(dict(damping=lam, alpha=alpha, **stats))
-        self.last_info = info
-        return plan
+    def _group_step(self, ctx: StepContext, group: dict, params: list[Tensor], g: Tensor):
+        variant = group["variant"]
+        lam = 0.0
+        if variant == "gradreg":
+            lam = math.sqrt(group["L"] * float(torch.linalg.vector_norm(g)))
+        elif variant == "fixed":
+            lam = float(group["damping"])
+        d, stats = self._solve(ctx, group, params, g, lam)
+        alpha = float(group["lr"])
+        if variant == "aic":
+            gHg = abs(float(g @ d))
+            G = group["L"] * math.sqrt(gHg)
+            alpha *= (math.sqrt(1 + 2 * G) - 1) / G if G > 0 else 1.0
+        return -alpha * d, dict(damping=lam, alpha=alpha, **stats)
 
     def _solve(self, ctx, group, params, g, lam):
         n = g.numel()
@@ -217,10 +197,3 @@ class DampedNewton(CurvatureOptimizer):
         if res.indefinite and not bool(torch.any(d != 0)):
             d = g.clone()
         return d, dict(cg_iters=res.num_iter, cg_converged=res.converged, indefinite=res.indefinite)
-
-    def _apply(self, ctx: StepContext, plan):
-        for item in plan:
-            if item is None:
-                continue
-            for p, delta in zip(*item):
-                p.add_(delta)

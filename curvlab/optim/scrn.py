@@ -8,14 +8,12 @@ import torch
 from torch import Tensor
 
 from ._base import (
-    CurvatureOptimizer,
+    GroupStepOptimizer,
     StepContext,
     check_int,
     check_nonneg,
     check_positive,
-    flat,
     randn_flat,
-    split_like,
 )
 
 __all__ = ["SCRN", "cauchy_step", "solve_tridiagonal_cubic"]
@@ -65,7 +63,7 @@ def solve_tridiagonal_cubic(
     return z.to(dtype)
 
 
-class SCRN(CurvatureOptimizer):
+class SCRN(GroupStepOptimizer):
     r"""Stochastic cubic-regularized Newton (Tripuraneni et al., 2018, Algorithms 1-2).
 
     Each step approximately minimizes the cubic model :math:`m(\Delta) = g^\top \Delta +
@@ -168,7 +166,6 @@ class SCRN(CurvatureOptimizer):
             subsolver=subsolver,
             krylov_dim=krylov_dim,
         )
-        self.last_info: list[dict] = []
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
@@ -185,26 +182,17 @@ class SCRN(CurvatureOptimizer):
 
     def _prepare(self, ctx: StepContext):
         ctx.require_graph("SCRN")
-        plan, info = [], []
-        for group in self.param_groups:
-            params = [p for p in group["params"] if ctx.has(p)]
-            if not params:
-                plan.append(None)
-                info.append({})
-                continue
-            grads = [ctx.grad_of(p) for p in params]
-            op = ctx.operator(params)
+        return super()._prepare(ctx)
 
-            def H(v, op=op):
-                return op @ v
+    def _group_step(self, ctx: StepContext, group: dict, params: list[Tensor], g: Tensor):
+        op = ctx.operator(params)
 
-            g = flat([gr.detach() for gr in grads])
-            delta, stats = self._subsolve(group, g, H)
-            stats["hvps"] = op.num_matvecs
-            plan.append((params, split_like(group["lr"] * delta, params)))
-            info.append(stats)
-        self.last_info = info
-        return plan
+        def H(v):
+            return op @ v
+
+        delta, stats = self._subsolve(group, g, H)
+        stats["hvps"] = op.num_matvecs
+        return group["lr"] * delta, stats
 
     def _subsolve(self, group, g: Tensor, H):
         rho, l = group["rho"], group["l"]  # noqa: E741
@@ -265,10 +253,3 @@ class SCRN(CurvatureOptimizer):
         z = solve_tridiagonal_cubic(T, bnorm, rho)
         dec = bnorm * z[0] + 0.5 * z @ (T @ z) + rho / 6 * torch.linalg.vector_norm(z) ** 3
         return torch.stack(Q[:m], dim=1) @ z, dec
-
-    def _apply(self, ctx: StepContext, plan):
-        for item in plan:
-            if item is None:
-                continue
-            for p, delta in zip(*item):
-                p.add_(delta)

@@ -6,17 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import (
-    ClosureError,
-    CurvatureOptimizer,
-    StepContext,
-    check_betas,
-    check_int,
-    check_nonneg,
-    check_positive,
-    rademacher_like,
-    take_gradient,
-)
+from ._base import ClosureError, StepContext, check_positive, hutchinson_diagonal, take_gradient
+from ._clipped_momentum import ClippedMomentumOptimizer
 
 __all__ = ["Sophia"]
 
@@ -57,7 +48,7 @@ def sampled_label_loss(output: Tensor, generator: torch.Generator) -> tuple[Tens
     return F.binary_cross_entropy_with_logits(z, labels), z.shape[0]
 
 
-class Sophia(CurvatureOptimizer):
+class Sophia(ClippedMomentumOptimizer):
     r"""Sophia (Liu et al., 2024): momentum preconditioned by a clipped diagonal curvature.
 
     Every ``update_each`` steps a diagonal curvature estimate :math:`\hat h` refreshes
@@ -70,7 +61,8 @@ class Sophia(CurvatureOptimizer):
         \theta &\leftarrow \theta - \eta \,
             \mathrm{clip}\!\left( \frac{m_t}{\max(\rho\, h_t, \epsilon)}, 1 \right),
 
-    with ``clip(x, 1)`` element-wise to :math:`[-1, 1]`. Estimators:
+    with ``clip(x, 1)`` element-wise to :math:`[-1, 1]`; the fraction of coordinates clipped
+    at the last step is :meth:`clip_rate`. Estimators:
 
     ``"hutchinson"`` (Sophia-H)
         :math:`\hat h = u \odot (H u)` with a Rademacher probe :math:`u`.
@@ -127,6 +119,8 @@ class Sophia(CurvatureOptimizer):
     >>> loss = opt.step(closure)
     """
 
+    _buffers = ("exp_avg", "hessian")
+
     def __init__(
         self,
         params,
@@ -141,24 +135,26 @@ class Sophia(CurvatureOptimizer):
         seed: int | torch.Generator | None = 0,
         process_group=None,
     ):
-        check_int("update_each", update_each)
         if isinstance(estimator, str):
             estimator = ESTIMATOR_ALIASES.get(estimator.lower(), estimator)
         if estimator not in ESTIMATORS:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}.")
-        self.update_each = update_each
         self.estimator = estimator
-        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params,
+            lr,
+            betas,
+            rho,
+            weight_decay,
+            eps=eps,
+            update_each=update_each,
+            seed=seed,
+            process_group=process_group,
+        )
 
     def _check_group(self, group):
-        check_betas(group["betas"])
-        check_positive("rho", group["rho"])
-        check_nonneg("weight_decay", group["weight_decay"])
+        super()._check_group(group)
         check_positive("eps", group["eps"])
-
-    def _refresh(self) -> bool:
-        return self._num_steps % self.update_each == 0
 
     def _needs_graph(self) -> bool:
         return self.estimator == "hutchinson" and self._refresh()
@@ -172,9 +168,7 @@ class Sophia(CurvatureOptimizer):
         params = ctx.params
         if self.estimator == "hutchinson":
             ctx.require_graph("Sophia-H")
-            us = rademacher_like(params, self._generator)
-            hus = ctx.hvp(params, us)
-            return [u * hu for u, hu in zip(us, hus)]
+            return hutchinson_diagonal(ctx, params, self._generator)
         loss_hat, num = sampled_label_loss(ctx.output, self._generator)
         ghat = take_gradient(loss_hat, params, create_graph=False)
         ctx.counts["gradients"] += 1
@@ -184,26 +178,8 @@ class Sophia(CurvatureOptimizer):
             num = num * ctx.world_size
         return [num * g * g for g in ghat]
 
-    def _apply(self, ctx: StepContext, plan):
-        hhat = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, rho, wd, eps = group["lr"], group["rho"], group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                if not ctx.has(p):
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p)
-                    state["hessian"] = torch.zeros_like(p)
-                state["step"] += 1
-                h = hhat.get(id(p))
-                if h is not None:
-                    state["hessian"].mul_(beta2).add_(h, alpha=1 - beta2)
-                if wd != 0:
-                    p.mul_(1 - lr * wd)
-                m = state["exp_avg"]
-                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                ratio = (m / torch.clamp(rho * state["hessian"], min=eps)).clamp_(-1.0, 1.0)
-                p.add_(ratio, alpha=-lr)
+    def _update_denominator(self, v: Tensor, group: dict) -> Tensor:
+        return torch.clamp(group["rho"] * v, min=group["eps"])
+
+    def _clip_bound(self, group: dict) -> float:
+        return 1.0

@@ -14,20 +14,13 @@ from __future__ import annotations
 
 import torch
 
-from ._base import (
-    CurvatureOptimizer,
-    StepContext,
-    check_betas,
-    check_int,
-    check_nonneg,
-    check_positive,
-    rademacher_like,
-)
+from ._base import StepContext, hutchinson_diagonal
+from ._clipped_momentum import ClippedMomentumOptimizer
 
 __all__ = ["SSDH", "SADH", "SSVP", "StepSizeOptimizer"]
 
 
-class StepSizeOptimizer(CurvatureOptimizer):
+class StepSizeOptimizer(ClippedMomentumOptimizer):
     r"""Base class of the step-size adaptation family of study B (:class:`SSDH`,
     :class:`SADH`, :class:`SSVP`).
 
@@ -41,6 +34,8 @@ class StepSizeOptimizer(CurvatureOptimizer):
     """
 
     _name = ""
+
+    _buffers = ("momentum", "hessian_term")
 
     def __init__(
         self,
@@ -56,20 +51,18 @@ class StepSizeOptimizer(CurvatureOptimizer):
         seed: int | torch.Generator | None = 0,
         process_group=None,
     ):
-        check_int("update_each", update_each)
-        self.update_each = update_each
         self.clip = bool(clip)
-        defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
-
-    def _check_group(self, group):
-        check_betas(group["betas"])
-        check_positive("rho", group["rho"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        check_nonneg("eps", group["eps"])
-
-    def _refresh(self) -> bool:
-        return self._num_steps % self.update_each == 0
+        super().__init__(
+            params,
+            lr,
+            betas,
+            rho,
+            weight_decay,
+            eps=eps,
+            update_each=update_each,
+            seed=seed,
+            process_group=process_group,
+        )
 
     def _needs_graph(self) -> bool:
         return self._refresh()
@@ -91,44 +84,46 @@ class StepSizeOptimizer(CurvatureOptimizer):
         ctx.require_graph(type(self).__name__)
         return self._sample(ctx)
 
-    def _apply(self, ctx: StepContext, plan):
-        samples = dict(zip(map(id, ctx.params), plan)) if plan is not None else {}
-        for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            lr, rho, wd, eps = group["lr"], group["rho"], group["weight_decay"], group["eps"]
-            for p in group["params"]:
-                if not ctx.has(p):
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["step"] = 0
-                    state["momentum"] = torch.zeros_like(p)
-                    state["hessian_term"] = torch.zeros_like(p)
-                state["step"] += 1
-                m = state["momentum"]
-                m.mul_(beta1).add_(p.grad, alpha=1 - beta1)
-                s = samples.get(id(p))
-                if s is not None:
-                    state["hessian_term"].mul_(beta2).add_(self._statistic(s), alpha=1 - beta2)
-                update = m / self._denominator(state["hessian_term"], eps)
-                if self.clip:
-                    unclipped = update
-                    update = update.clamp(-rho, rho)
-                    state["clip_rate"] = (unclipped != update).float().mean()
-                if wd != 0:
-                    p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr)
+    def _update_denominator(self, v, group):
+        return self._denominator(v, group["eps"])
 
-    def clip_rate(self) -> float:
-        """Fraction of coordinates clipped at the last step (0 when ``clip=False``)."""
-        num, den = 0.0, 0
-        for group in self.param_groups:
-            for p in group["params"]:
-                st = self.state.get(p, {})
-                if "clip_rate" in st:
-                    num += float(st["clip_rate"]) * p.numel()
-                    den += p.numel()
-        return num / den if den else 0.0
+    def _clip_bound(self, group):
+        return group["rho"] if self.clip else None
+
+
+# the choices of the subclasses: curvature sample, its statistic, the denominator
+def _hutchinson_sample(self: StepSizeOptimizer, ctx: StepContext) -> list:
+    return hutchinson_diagonal(ctx, ctx.params, self._generator)
+
+
+def _squared(self: StepSizeOptimizer, s):
+    return s * s
+
+
+def _absolute(self: StepSizeOptimizer, s):
+    return s.abs()
+
+
+def _root_plus_eps(self: StepSizeOptimizer, ema, eps):
+    return ema.sqrt().add_(eps)
+
+
+def _plus_eps(self: StepSizeOptimizer, ema, eps):
+    return ema + eps
+
+
+def _examples(name: str, **kwargs: str) -> str:
+    """The Examples section of ``name`` (a step on a diagonal quadratic)."""
+    args = "".join(f", {k}={v}" for k, v in {"lr": "0.5", **kwargs}.items())
+    return f"""
+    Examples
+    --------
+    >>> import torch
+    >>> from curvlab.optim import {name}
+    >>> w = torch.nn.Parameter(torch.ones(3))
+    >>> opt = {name}([w]{args})
+    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
+"""
 
 
 _PARAMS_DOC = r"""
@@ -182,26 +177,12 @@ class SSDH(StepSizeOptimizer):
 """
         + _PARAMS_DOC
         + _REF
-        + """
-    Examples
-    --------
-    >>> import torch
-    >>> from curvlab.optim import SSDH
-    >>> w = torch.nn.Parameter(torch.ones(3))
-    >>> opt = SSDH([w], lr=0.5)
-    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
-"""
+        + _examples("SSDH")
     )
 
-    def _sample(self, ctx):
-        zs = rademacher_like(ctx.params, self._generator)
-        return [z * hz for z, hz in zip(zs, ctx.hvp(ctx.params, zs))]
-
-    def _statistic(self, s):
-        return s * s
-
-    def _denominator(self, ema, eps):
-        return ema.sqrt().add_(eps)
+    _sample = _hutchinson_sample
+    _statistic = _squared
+    _denominator = _root_plus_eps
 
 
 class SADH(StepSizeOptimizer):
@@ -218,26 +199,12 @@ class SADH(StepSizeOptimizer):
 """
         + _PARAMS_DOC
         + _REF
-        + """
-    Examples
-    --------
-    >>> import torch
-    >>> from curvlab.optim import SADH
-    >>> w = torch.nn.Parameter(torch.ones(3))
-    >>> opt = SADH([w], lr=0.5)
-    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
-"""
+        + _examples("SADH")
     )
 
-    def _sample(self, ctx):
-        zs = rademacher_like(ctx.params, self._generator)
-        return [z * hz for z, hz in zip(zs, ctx.hvp(ctx.params, zs))]
-
-    def _statistic(self, s):
-        return s.abs()
-
-    def _denominator(self, ema, eps):
-        return ema + eps
+    _sample = _hutchinson_sample
+    _statistic = _absolute
+    _denominator = _plus_eps
 
 
 class SSVP(StepSizeOptimizer):
@@ -259,15 +226,7 @@ class SSVP(StepSizeOptimizer):
 """
         + _PARAMS_DOC
         + _REF
-        + """
-    Examples
-    --------
-    >>> import torch
-    >>> from curvlab.optim import SSVP
-    >>> w = torch.nn.Parameter(torch.ones(3))
-    >>> opt = SSVP([w], lr=0.5, clip=False)
-    >>> loss = opt.step(lambda: (torch.arange(1.0, 4.0) * w ** 2).sum())
-"""
+        + _examples("SSVP", clip="False")
     )
 
     def _sample(self, ctx):
@@ -286,8 +245,5 @@ class SSVP(StepSizeOptimizer):
         vectors = [order[id(p)] for p in ctx.params]
         return ctx.hvp(ctx.params, vectors)
 
-    def _statistic(self, s):
-        return s * s
-
-    def _denominator(self, ema, eps):
-        return ema.sqrt().add_(eps)
+    _statistic = _squared
+    _denominator = _root_plus_eps

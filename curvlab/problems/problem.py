@@ -12,29 +12,25 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from .. import _random
+
 __all__ = ["Problem", "loaders", "RMSELoss", "ObjectiveLoss"]
 
 Seed = int | torch.Generator
 
 
-def check_seed(seed: Seed, name: str = "seed") -> None:
-    """Raise a TypeError unless ``seed`` is an int or a ``torch.Generator``."""
+def check_seed(seed: Seed) -> None:
+    """Raise unless ``seed`` is an int or a ``torch.Generator``: problems are always seeded."""
     if isinstance(seed, bool) or not isinstance(seed, int | torch.Generator):
-        raise TypeError(f"{name} must be an int or a torch.Generator, got {type(seed).__name__}.")
+        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}.")
+    _random.check_seed(seed)  # a negative int: ValueError
 
 
 def make_generator(seed: Seed) -> torch.Generator:
-    """A CPU generator for ``seed``: a fresh one seeded with an int, or the given generator."""
+    """A CPU generator for ``seed``: a fresh one seeded with an int, or the given generator
+    itself (``share=True`` of :func:`curvlab._random.make_generator`)."""
     check_seed(seed)
-    if isinstance(seed, torch.Generator):
-        return seed
-    return torch.Generator().manual_seed(seed)
-
-
-def child_generator(gen: torch.Generator) -> torch.Generator:
-    """A new generator seeded from one draw of ``gen`` (independent stream, reproducible)."""
-    s = int(torch.randint(0, 2**62, (1,), generator=gen).item())
-    return torch.Generator().manual_seed(s)
+    return _random.make_generator(seed, share=True)[0]
 
 
 @contextmanager
@@ -43,9 +39,9 @@ def seeded_init(gen: torch.Generator) -> Iterator[None]:
 
     The global RNG state is saved before and restored after (``torch.random.fork_rng``), so
     the caller's global randomness is untouched while torch's default initializers, which
-    draw from the global RNG, become reproducible from ``gen``.
+    draw from the global RNG, become reproducible from ``gen`` (one draw of it).
     """
-    s = int(torch.randint(0, 2**62, (1,), generator=gen).item())
+    s = _random.draw_seed(gen)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s)
         yield
@@ -165,7 +161,8 @@ def loaders(
     """
     check_positive_int(batch_size, "batch_size")
     check_seed(seed)
-    gen = child_generator(seed) if isinstance(seed, torch.Generator) else make_generator(seed)
+    # a Generator seed is drawn from (an independent stream), not shared with the loader
+    gen, _ = _random.make_generator(seed, share=False)
     train = DataLoader(train_set, batch_size=batch_size, shuffle=shuffle, generator=gen)
     if test_set is None:
         return train, None

@@ -18,6 +18,7 @@ from curvlab.optim import (
     DampedNewton,
     NewtonCG,
     Sophia,
+    _base,
 )
 
 # name -> factory(params, **overrides); the defaults of each optimizer unless stated
@@ -39,8 +40,15 @@ FACTORIES = {
 }
 
 # optimizers whose refresh period can be shortened for the tests
-PERIODIC = {"AdaHessian", "AdaHessian-torch_optimizer", "Sophia-H", "Sophia-G", "SSDH", "SADH",
-            "SSVP"}
+PERIODIC = {
+    "AdaHessian",
+    "AdaHessian-torch_optimizer",
+    "Sophia-H",
+    "Sophia-G",
+    "SSDH",
+    "SADH",
+    "SSVP",
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -87,3 +95,18 @@ def mlp_problem(seed: int = 0, n: int = 200, hidden: int = 16):
 def loss_of(closure) -> float:
     with torch.no_grad():
         return float(closure()[0])
+
+
+def spy_on_take_gradient(monkeypatch, *modules) -> list[bool]:
+    """Record ``create_graph`` of every gradient taken through ``curvlab.optim._base``'s
+    ``take_gradient`` (and through the ``take_gradient`` imported by ``modules``)."""
+    flags: list[bool] = []
+    real = _base.take_gradient
+
+    def spy(loss, params, *, create_graph):
+        flags.append(create_graph)
+        return real(loss, params, create_graph=create_graph)
+
+    for module in (_base, *modules):
+        monkeypatch.setattr(module, "take_gradient", spy)
+    return flags

@@ -39,13 +39,19 @@ def diag_quadratic(n, seed, dtype, *, signed=False):
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 12), seed=st.integers(0, 10**6), dtype=DTYPES,
-       k=st.sampled_from([1.0, 0.5]), wd=st.sampled_from([0.0, 0.01]))
+@given(
+    n=st.integers(1, 12),
+    seed=st.integers(0, 10**6),
+    dtype=DTYPES,
+    k=st.sampled_from([1.0, 0.5]),
+    wd=st.sampled_from([0.0, 0.01]),
+)
 def test_adahessian_two_steps_match_formula(n, seed, dtype, k, wd):
     x, x0, d, b, closure = diag_quadratic(n, seed, dtype, signed=True)
     lr, (b1, b2), eps = 0.1, (0.9, 0.999), 1e-4
-    opt = AdaHessian([x], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, hessian_power=k,
-                     seed=seed)
+    opt = AdaHessian(
+        [x], lr=lr, betas=(b1, b2), eps=eps, weight_decay=wd, hessian_power=k, seed=seed
+    )
     # by hand: the Hutchinson diagonal of a diagonal Hessian is exact, D = d
     xs, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
     for t in (1, 2):
@@ -83,13 +89,15 @@ def test_hutchinson_probes_are_real_rademacher_not_row_sums():
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(1, 12), seed=st.integers(0, 10**6), dtype=DTYPES,
-       wd=st.sampled_from([0.0, 0.1]))
+@given(
+    n=st.integers(1, 12), seed=st.integers(0, 10**6), dtype=DTYPES, wd=st.sampled_from([0.0, 0.1])
+)
 def test_sophia_h_two_steps_match_formula(n, seed, dtype, wd):
     x, x0, d, b, closure = diag_quadratic(n, seed, dtype, signed=True)
     lr, (b1, b2), rho, eps = 0.05, (0.965, 0.99), 0.04, 1e-12
-    opt = Sophia([x], lr=lr, betas=(b1, b2), rho=rho,
-                 weight_decay=wd, eps=eps, update_each=1, seed=seed)
+    opt = Sophia(
+        [x], lr=lr, betas=(b1, b2), rho=rho, weight_decay=wd, eps=eps, update_each=1, seed=seed
+    )
     xs, m, h = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
     for _ in range(2):
         opt.step(closure)
@@ -101,15 +109,62 @@ def test_sophia_h_two_steps_match_formula(n, seed, dtype, wd):
         torch.testing.assert_close(x.detach(), xs, **tol(dtype))
 
 
+def test_sophia_clip_rate_counts_the_clipped_coordinates():
+    """clip_rate() against a count by hand: f = sum_i 0.5 d_i w_i^2 + c_i w_i over two tensors
+    (the Hutchinson diagonal is exact), |m / max(rho h, eps)| > 1 clipped, weighted by size."""
+    dt = torch.float64
+    d = [torch.full((3,), 1.0, dtype=dt), torch.full((5,), 2.0, dtype=dt)]
+    c = [torch.tensor(v, dtype=dt) for v in ([1.0, 1e-3, -0.5], [0.01, -0.01, 1.0, 0.0, 3.0])]
+    ws = [torch.nn.Parameter(torch.zeros_like(di)) for di in d]
+    lr, (b1, b2), rho, eps = 1e-3, (0.965, 0.99), 0.04, 1e-12
+    opt = Sophia(ws, lr=lr, betas=(b1, b2), rho=rho, weight_decay=0.0, eps=eps, update_each=1)
+    assert opt.clip_rate() == 0.0
+    xs = [w.detach().clone() for w in ws]
+    m = [torch.zeros_like(x) for x in xs]
+    h = [torch.zeros_like(x) for x in xs]
+    rates = []
+
+    def closure():
+        return sum(0.5 * (di * w * w).sum() + (ci * w).sum() for di, ci, w in zip(d, c, ws))
+
+    for _ in range(3):
+        opt.step(closure)
+        clipped = 0
+        for i in range(2):
+            m[i] = b1 * m[i] + (1 - b1) * (d[i] * xs[i] + c[i])
+            h[i] = b2 * h[i] + (1 - b2) * d[i]
+            ratio = m[i] / torch.clamp(rho * h[i], min=eps)
+            clipped += int((ratio.abs() > 1).sum())
+            xs[i] = xs[i] - lr * ratio.clamp(-1, 1)
+        rates.append(opt.clip_rate())
+        assert rates[-1] == pytest.approx(clipped / 8, abs=1e-6)  # per-tensor rates in float32
+    # at the start |ratio_i| = 87.5 |c_i| / d_i: 2 of 3 and 2 of 5 coordinates are clipped
+    assert rates[0] == pytest.approx(0.5, abs=1e-6)
+
+
 @pytest.mark.parametrize("cls", [SSDH, SADH])
 @settings(max_examples=20, deadline=None)
-@given(n=st.integers(1, 12), seed=st.integers(0, 10**6), dtype=DTYPES,
-       clip=st.booleans(), wd=st.sampled_from([0.0, 0.1]))
+@given(
+    n=st.integers(1, 12),
+    seed=st.integers(0, 10**6),
+    dtype=DTYPES,
+    clip=st.booleans(),
+    wd=st.sampled_from([0.0, 0.1]),
+)
 def test_ssdh_sadh_steps_match_formula(cls, n, seed, dtype, clip, wd):
     x, x0, d, b, closure = diag_quadratic(n, seed, dtype, signed=True)
     lr, (b1, b2), rho, eps = 0.1, (0.9, 0.99), 0.05, 1e-12
-    opt = cls([x], lr=lr, betas=(b1, b2), rho=rho, weight_decay=wd, eps=eps, update_each=2,
-              clip=clip, seed=seed)
+    opt = cls(
+        [x],
+        lr=lr,
+        betas=(b1, b2),
+        rho=rho,
+        weight_decay=wd,
+        eps=eps,
+        update_each=2,
+        clip=clip,
+        seed=seed,
+    )
     xs, m, v = x0.clone(), torch.zeros_like(x0), torch.zeros_like(x0)
     for t in range(3):
         opt.step(closure)
@@ -187,8 +242,12 @@ def test_gradreg_step_matches_formula(solver, n, seed, L):
 
 
 @settings(max_examples=15, deadline=None)
-@given(n=st.integers(1, 10), seed=st.integers(0, 10**6), lam=st.floats(0.0, 5.0),
-       lr=st.floats(0.1, 1.0))
+@given(
+    n=st.integers(1, 10),
+    seed=st.integers(0, 10**6),
+    lam=st.floats(0.0, 5.0),
+    lr=st.floats(0.1, 1.0),
+)
 def test_fixed_damping_step_matches_formula(n, seed, lam, lr):
     A, b, x0 = spd_quadratic(n, seed)
     x = torch.nn.Parameter(x0.clone())
@@ -249,8 +308,7 @@ def test_scrn_cauchy_step_matches_closed_form(n, seed, rho):
     gn = np.linalg.norm(g)
     a = g @ A.numpy() @ g / (rho * gn**2)
     Rc = -a + math.sqrt(a * a + 2 * gn / rho)
-    np.testing.assert_allclose(x.detach().numpy(), x0.numpy() - Rc * g / gn, rtol=1e-10,
-                               atol=1e-12)
+    np.testing.assert_allclose(x.detach().numpy(), x0.numpy() - Rc * g / gn, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("subsolver", ["gd", "lanczos"])
@@ -279,8 +337,12 @@ def test_scrn_escapes_the_strict_saddle_where_gradient_descent_stays(subsolver):
 
 
 @settings(max_examples=25, deadline=None)
-@given(k=st.integers(1, 8), seed=st.integers(0, 10**6), rho=st.floats(0.1, 10.0),
-       bnorm=st.floats(0.01, 10.0))
+@given(
+    k=st.integers(1, 8),
+    seed=st.integers(0, 10**6),
+    rho=st.floats(0.1, 10.0),
+    bnorm=st.floats(0.01, 10.0),
+)
 def test_tridiagonal_cubic_solution_satisfies_global_optimality(k, seed, rho, bnorm):
     """Nesterov-Polyak: z* minimizes iff (T + lam I) z = -b e1, lam = rho/2 ||z||, T + lam I psd."""
     g = torch.Generator().manual_seed(seed)

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from optim_problems import spy_on_take_gradient
 from torch import nn
 
 from curvlab.optim import (
@@ -83,17 +84,9 @@ def _step_alone(opt, f):
 
 
 def test_one_closure_evaluation_and_graph_only_when_needed(monkeypatch):
-    flags = []
-    real = _base.take_gradient
-
-    def spy(loss, params, *, create_graph):
-        flags.append(create_graph)
-        return real(loss, params, create_graph=create_graph)
-
-    monkeypatch.setattr(_base, "take_gradient", spy)
     import curvlab.optim.blocks as comp
 
-    monkeypatch.setattr(comp, "take_gradient", spy)
+    flags = spy_on_take_gradient(monkeypatch, comp)
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
     X, y = torch.randn(32, 4), torch.randn(32, 1)
     calls = []

@@ -8,7 +8,14 @@ import warnings
 import pytest
 import torch
 import torch.nn.functional as F
-from optim_problems import FACTORIES, PERIODIC, logistic_problem, loss_of, mlp_problem
+from optim_problems import (
+    FACTORIES,
+    PERIODIC,
+    logistic_problem,
+    loss_of,
+    mlp_problem,
+    spy_on_take_gradient,
+)
 from torch import nn
 
 import curvlab.optim as co
@@ -24,7 +31,6 @@ from curvlab.optim import (
     LegacyStepWarning,
     NewtonCG,
     Sophia,
-    _base,
 )
 
 ALL = list(FACTORIES)
@@ -175,14 +181,7 @@ def test_seed_accepts_a_generator_and_none():
     ],
 )
 def test_double_backward_graph_only_on_curvature_steps(monkeypatch, make, pattern):
-    flags = []
-    real = _base.take_gradient
-
-    def spy(loss, params, *, create_graph):
-        flags.append(create_graph)
-        return real(loss, params, create_graph=create_graph)
-
-    monkeypatch.setattr(_base, "take_gradient", spy)
+    flags = spy_on_take_gradient(monkeypatch)
     model, closure = logistic_problem()
     opt = make(model.parameters())
     for _ in range(len(pattern)):
@@ -296,8 +295,8 @@ def test_legacy_path_without_create_graph_is_rejected(make):
 
 
 def test_public_names():
-    for name in ["AdaHessian", "Sophia", "SCRN", "DampedNewton", "NewtonCG", "Apollo", "SSDH",
-                 "SADH", "SSVP", "BlockOptimizer", "compose"]:
+    names = "AdaHessian Sophia SCRN DampedNewton NewtonCG Apollo SSDH SADH SSVP BlockOptimizer"
+    for name in [*names.split(), "compose"]:
         assert name in co.__all__ and hasattr(co, name)
     assert issubclass(co.AdaHessian, torch.optim.Optimizer)
 
