@@ -87,7 +87,29 @@ class Context:
         return out
 
     def G_ratio(self, seconds: float) -> float:
+        """``seconds`` over the G measured when the process started."""
         return seconds / self.G
+
+    def _G_samples(self, n: int) -> list[float]:
+        from ..workloads import gradient
+
+        return [self.timer.once(lambda: gradient(self.workload))[0] for _ in range(n)]
+
+    def once(self, fn: Callable[[], object]) -> tuple[float, object]:
+        """One call of ``fn`` (a solver run), in units of G measured just before and just
+        after it (3 gradients each side): a drift in the machine's speed during a long run
+        of tasks does not shift the ratio. Returns ``(ratio, result)``."""
+        before = self._G_samples(3)
+        sec, out = self.timer.once(fn)
+        return sec / statistics.median(before + self._G_samples(3)), out
+
+    def in_G(self, fn: Callable[[], object]) -> float:
+        """Median time of ``fn`` over the median time of a gradient, the two timed
+        round-robin (one call of each per round)."""
+        from ..workloads import gradient
+
+        sec = self.timer.interleaved({"G": lambda: gradient(self.workload), "fn": fn})
+        return sec["fn"] / sec["G"]
 
     # -- eigenvalues -------------------------------------------------------------------
     def eig_error(self, eigenvalues, k: int) -> float | None:
@@ -106,18 +128,16 @@ class Context:
     ) -> dict:
         """Time ``fn`` (which returns eigenvalues and its number of products) and score it."""
         repeats = int(self.config.get("solver_repeats", 1))
-        times, vals, mv = [], None, None
+        ratios, vals, mv = [], None, None
         for _ in range(repeats):
-            t, (vals, mv) = self.timer.once(fn)
-            times.append(t)
-        sec = statistics.median(times)
+            r, (vals, mv) = self.once(fn)
+            ratios.append(r)
         err = self.eig_error(vals, k)
         target = float(self.config.get("target_error", 1e-4))
         return {
             "label": label,
             "default": default,
-            "G": self.G_ratio(sec),
-            "seconds": sec,
+            "G": statistics.median(ratios),
             "matvecs": mv,
             "error": err,
             "reached": err is not None and err <= target,
@@ -182,7 +202,7 @@ class Context:
             try:
                 times, ests = [], []
                 for s in seeds:
-                    t, est = self.timer.once(lambda s=s, fn=fn: fn(s))
+                    t, est = self.once(lambda s=s, fn=fn: fn(s))
                     times.append(t)
                     ests.append(float(est))
                 errs = None if exact is None else [relative_error(e, exact) for e in ests]
@@ -190,7 +210,7 @@ class Context:
                     "estimates": ests,
                     "errors": errs,
                     "median_error": None if errs is None else statistics.median(errs),
-                    "G": self.G_ratio(statistics.median(times)),
+                    "G": statistics.median(times),
                 }
             except Exception as err:  # noqa: BLE001
                 out[label] = {"failed": repr(err)[:300]}

@@ -22,13 +22,12 @@ def _op(ctx: Context, kind: str = "hessian"):
 
 def products(ctx: Context) -> dict:
     v, V = ctx.vector(), ctx.vector(8, seed=1)
-    t = ctx.timer
     H, G = _op(ctx), _op(ctx, "ggn")
     return {
-        "hvp": ctx.G_ratio(t.median(lambda: H @ v)),
-        "hvp_k8_per_column": ctx.G_ratio(t.median(lambda: H @ V)) / 8,
-        "ggn": ctx.G_ratio(t.median(lambda: G @ v)),
-        "ggn_k8_per_column": ctx.G_ratio(t.median(lambda: G @ V)) / 8,
+        "hvp": ctx.in_G(lambda: H @ v),
+        "hvp_k8_per_column": ctx.in_G(lambda: H @ V) / 8,
+        "ggn": ctx.in_G(lambda: G @ v),
+        "ggn_k8_per_column": ctx.in_G(lambda: G @ V) / 8,
     }
 
 
@@ -106,8 +105,8 @@ def diagonal(ctx: Context) -> dict:
     out = {"matvecs": m}
     for label, fn in (("hutchinson", curvlinops.hutchinson_diag), ("xdiag", curvlinops.xdiag)):
         seeded(0)
-        sec, est = ctx.timer.once(lambda fn=fn: fn(_op(ctx), m))
-        row = {"G": ctx.G_ratio(sec)}
+        ratio, est = ctx.once(lambda fn=fn: fn(_op(ctx), m))
+        row = {"G": ratio}
         if exact is not None:
             e = est.detach().to("cpu", torch.float64)
             row["relative_error"] = float((e - exact).norm() / exact.norm())
@@ -125,11 +124,11 @@ def density(ctx: Context) -> dict:
         seeded(0)
         curvlinops.lanczos_approximate_spectrum(_op(ctx), steps, num_repeats=probes)
 
-    sec, _ = ctx.timer.once(run)
+    ratio, _ = ctx.once(run)
     return {
         "probes": probes,
         "steps": steps,
-        "G": ctx.G_ratio(sec),
+        "G": ratio,
         "note": "includes the spectral boundaries by scipy eigsh (tol=1e-2)",
     }
 

@@ -22,9 +22,9 @@ def _op(ctx: Context, kind: str = "hessian"):
 def products(ctx: Context) -> dict:
     v = ctx.vector()
     H, G = _op(ctx), _op(ctx, "ggn")
-    out = {"hvp": ctx.G_ratio(ctx.timer.median(lambda: H.matvec(v)))}
+    out = {"hvp": ctx.in_G(lambda: H.matvec(v))}
     try:
-        out["ggn"] = ctx.G_ratio(ctx.timer.median(lambda: G.matvec(v)))
+        out["ggn"] = ctx.in_G(lambda: G.matvec(v))
     except Exception as err:  # noqa: BLE001
         ctx.notes.append(f"GGN failed: {err!r}"[:200])
     return out
@@ -85,10 +85,10 @@ def density(ctx: Context) -> dict:
 
     probes = int(ctx.config.get("density_probes", 10))
     steps = int(ctx.config.get("density_steps", 100))
-    sec, _ = ctx.timer.once(
+    ratio, _ = ctx.once(
         lambda: he.spectral_density(_op(ctx), num_runs=probes, lanczos_steps=steps, seed=0)
     )
-    return {"probes": probes, "steps": steps, "G": ctx.G_ratio(sec)}
+    return {"probes": probes, "steps": steps, "G": ratio}
 
 
 TASKS = {

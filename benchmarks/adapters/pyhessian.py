@@ -51,7 +51,7 @@ def _hessian(ctx: Context):
 def products(ctx: Context) -> dict:
     h = _hessian(ctx)
     v = ctx.split(ctx.vector())
-    return {"hvp": ctx.G_ratio(ctx.timer.median(lambda: h.dataloader_hv_product(v)))}
+    return {"hvp": ctx.in_G(lambda: h.dataloader_hv_product(v))}
 
 
 def memory(ctx: Context) -> dict:
@@ -98,13 +98,13 @@ def trace(ctx: Context) -> dict:
     # the default call (maxIter=100, tol=1e-3): its own number of products and error
     seeded(0)
     h = _hessian(ctx)
-    sec, samples = ctx.timer.once(lambda: h.trace())
+    ratio, samples = ctx.once(lambda: h.trace())
     exact = out["exact"]
     est = statistics.mean(samples)
     out["default"] = {
         "estimate": est,
         "matvecs": h.num_matvecs,
-        "G": ctx.G_ratio(sec),
+        "G": ratio,
         "error": None if exact is None else abs(est - exact) / abs(exact),
     }
     return out
@@ -121,8 +121,8 @@ def density(ctx: Context) -> dict:
         h.density(iter=steps, n_v=1)
         return h.num_matvecs
 
-    sec, mv = ctx.timer.once(run)
-    return {"probes": 1, "steps": steps, "G": ctx.G_ratio(sec), "matvecs": mv}
+    ratio, mv = ctx.once(run)
+    return {"probes": 1, "steps": steps, "G": ratio, "matvecs": mv}
 
 
 TASKS = {
