@@ -42,6 +42,8 @@ nitpicky = True
 nitpick_ignore_regex = [
     (r"py:.*", r"(scipy|numpy|np|torch|matplotlib|optional|callable|iterable|array[-_]like)(\..*)?"),
     (r"py:.*", r"(Tensor|Module|Generator|Figure|Axes|Axes3D|LinearOperator|DataLoader)"),
+    # private base classes (shown in "Bases:" lines) have no pages of their own
+    (r"py:class", r"curvlab(\.\w+)*\._\w+\.\w+"),
 ]
 exclude_patterns = ["_build", "auto_examples/*.ipynb", "**.ipynb_checkpoints", "sg_execution_times.rst"]
 

@@ -62,7 +62,7 @@ class Sophia(ClippedMomentumOptimizer):
             \mathrm{clip}\!\left( \frac{m_t}{\max(\rho\, h_t, \epsilon)}, 1 \right),
 
     with ``clip(x, 1)`` element-wise to :math:`[-1, 1]`; the fraction of coordinates clipped
-    at the last step is :meth:`clip_rate`. Estimators:
+    at the last step is ``clip_rate()``. Estimators:
 
     ``"hutchinson"`` (Sophia-H)
         :math:`\hat h = u \odot (H u)` with a Rademacher probe :math:`u`.

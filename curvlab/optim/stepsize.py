@@ -30,7 +30,7 @@ class StepSizeOptimizer(ClippedMomentumOptimizer):
     :math:`u = m_t / \text{denominator}`, clipped element-wise to :math:`[-\rho, \rho]` when
     ``clip=True``, and :math:`\theta \leftarrow \theta (1 - \eta\lambda) - \eta u`.
     Subclasses choose the curvature sample, its statistic and the denominator.
-    The fraction of clipped coordinates at the last step is :meth:`clip_rate`.
+    The fraction of clipped coordinates at the last step is ``clip_rate()``.
     """
 
     _name = ""
