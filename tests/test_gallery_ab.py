@@ -11,16 +11,11 @@ from __future__ import annotations
 
 import ast
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from gallery_utils import EXAMPLES, run_smoke
 
 # script -> (header words of the printed table, row labels that must appear in it,
 #            (first, last) columns, counted from the end of a row, that must parse as numbers,
@@ -53,20 +48,6 @@ SCRIPTS = {
 }
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|nan|inf", re.IGNORECASE)
-
-
-def run_smoke(script: Path, tmp_path: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(CURVLAB_SMOKE="1", CURVLAB_FULL="0", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=tmp_path,  # nothing may be written next to the examples
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def table_rows(stdout: str, header_words: list[str]) -> list[str]:

@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import ast
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = ROOT / "examples"
+from gallery_utils import EXAMPLES, run_smoke
 
 
 def _c_row(cells):
@@ -85,20 +80,6 @@ SCRIPTS = {
         _e2_row,
     ),
 }
-
-
-def run_smoke(script: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.update(CURVLAB_SMOKE="1", CURVLAB_FULL="0", MPLBACKEND="Agg", OMP_NUM_THREADS="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return subprocess.run(
-        [sys.executable, str(script)],
-        cwd=cwd,  # nothing may be written next to the examples
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def table(stdout: str, header_words: list[str]) -> dict[str, list[str]]:

@@ -190,6 +190,25 @@ class Context:
             "hvp_over_gradient": m / g if g and m is not None else None,
         }
 
+    # -- diagonal ----------------------------------------------------------------------
+    def diagonal_runs(self, methods: dict[str, Callable[[], torch.Tensor]]) -> dict:
+        """Time each diagonal estimator ``fn() -> (n,) estimate`` once and score it (relative
+        2-norm error) against the exact diagonal of the reference, when it has one."""
+        m = int(self.config.get("trace_matvecs", 30))
+        ref = self.reference
+        exact = None
+        if ref is not None and ref.get("diag_file"):
+            exact = torch.load(ref["diag_file"], weights_only=True).to(torch.float64)
+        out: dict = {"matvecs": m}
+        for label, fn in methods.items():
+            ratio, est = self.once(fn)
+            row = {"G": ratio}
+            if exact is not None:
+                e = est.detach().to("cpu", torch.float64)
+                row["relative_error"] = float((e - exact).norm() / exact.norm())
+            out[label] = row
+        return out
+
     # -- trace -------------------------------------------------------------------------
     def trace_runs(self, methods: dict[str, Callable[[int], float]]) -> dict:
         """Run each trace estimator ``fn(seed) -> estimate`` over the configured seeds at

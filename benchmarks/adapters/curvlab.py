@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from ..measure import peak_memory
 from . import Context, copy_model, optimizer_repeats, sgd_step, step_closure
 
@@ -148,21 +146,11 @@ def density(ctx: Context) -> dict:
 def diagonal(ctx: Context) -> dict:
     cl = _cl()
     m = int(ctx.config.get("trace_matvecs", 30))
-    ref = ctx.reference
-    exact = None
-    if ref is not None and ref.get("diag_file"):
-        exact = torch.load(ref["diag_file"], weights_only=True).to(torch.float64)
-    out = {"matvecs": m}
-    for name in ("hutchinson", "xdiag"):
-        ratio, res = ctx.once(
-            lambda name=name: cl.diagonal(hessian(ctx), num_matvecs=m, method=name, seed=0)
-        )
-        row = {"G": ratio}
-        if exact is not None:
-            est = res.estimate.detach().to("cpu", torch.float64)
-            row["relative_error"] = float((est - exact).norm() / exact.norm())
-        out[name] = row
-    return out
+
+    def method(name):
+        return lambda: cl.diagonal(hessian(ctx), num_matvecs=m, method=name, seed=0).estimate
+
+    return ctx.diagonal_runs({name: method(name) for name in ("hutchinson", "xdiag")})
 
 
 # ------------------------------------------------------------------------------------------
