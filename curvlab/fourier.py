@@ -335,6 +335,21 @@ class ProjectionError:
         ``(D,)`` unit projection direction.
     coordinates : Tensor
         ``(N,)`` projected coordinates of the centered inputs, the positions of the DFT.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from curvlab.fourier import projection_error
+    >>> t = torch.arange(32, dtype=torch.float64) / 32
+    >>> X = t[:, None] * torch.tensor([0.6, 0.8], dtype=torch.float64)  # points on a line
+    >>> y = torch.sin(2 * math.pi * 2 * t) + torch.cos(2 * math.pi * 3 * t)
+    >>> res = projection_error(X, y, torch.sin(2 * math.pi * 2 * t), [2, 3])
+    >>> res.freqs.tolist(), res.error.round(decimals=6).tolist()  # frequency 3 not learned
+    ([2, 3], [0.0, 1.0])
+    >>> res.direction.round(decimals=6).tolist(), res.coordinates.shape
+    ([0.6, 0.8], torch.Size([32]))
+    >>> res.target_coefficients.abs().round(decimals=6).tolist()  # means: half the amplitude
+    [0.5, 0.5]
     """
 
     freqs: Tensor
@@ -623,6 +638,23 @@ class RadialSpectrum:
     counts : Tensor
         ``(R,)`` number of 2-D frequencies in each ring; ``(power * counts).sum(-1)`` is the
         total energy ``sum |image|^2`` (Parseval).
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from curvlab.fourier import radial_power_spectrum
+    >>> i = torch.arange(8, dtype=torch.float64)
+    >>> img = torch.cos(2 * math.pi * 2 * i / 8).expand(8, 8)  # 2 cycles along the width
+    >>> spec = radial_power_spectrum(img)
+    >>> spec.freqs.tolist(), spec.counts.tolist()
+    ([0, 1, 2, 3, 4, 5, 6], [1, 8, 12, 16, 22, 4, 1])
+    >>> torch.allclose((spec.power * spec.counts).sum(-1), (img**2).sum())  # Parseval
+    True
+    >>> freqs, power = spec  # unpacks as (freqs, power)
+    >>> int(freqs[power.argmax()])
+    2
+    >>> radial_power_spectrum(torch.zeros(3, 8, 8)).power.shape  # one spectrum per image
+    torch.Size([3, 7])
     """
 
     freqs: Tensor
@@ -704,6 +736,27 @@ class SpectralBiasResult:
         their shapes differ).
     every : int
         Recording period in steps.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from curvlab.fourier import SpectralBiasTracker
+    >>> x = torch.arange(64, dtype=torch.float64) / 64
+    >>> low = torch.sin(2 * math.pi * 2 * x)
+    >>> y = low + 0.5 * torch.sin(2 * math.pi * 8 * x)
+    >>> tracker = SpectralBiasTracker(x, y, [2, 8], every=1)
+    >>> for pred in (torch.zeros_like(y), low, y):  # predictions at steps 0, 1, 2
+    ...     _ = tracker.update(pred)
+    >>> res = tracker.result()
+    >>> res.metric, res.steps.tolist(), res.freqs.tolist()
+    ('amplitude', [0, 1, 2], [2, 8])
+    >>> res.values.round(decimals=6).tolist()  # the low frequency is learned first
+    [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]]
+    >>> res.mse.round(decimals=6).tolist()
+    [0.625, 0.125, 0.0]
+    >>> step, values = res.first_below(0.2)
+    >>> step, values.round(decimals=6).tolist()
+    (1, [1.0, 0.0])
     """
 
     steps: Tensor

@@ -70,6 +70,23 @@ class LandscapeLine:
         Euclidean norm of the direction (for :func:`interpolate`, of ``theta_b - theta_a``).
     num_data : int
         Number of samples every point averages over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import line
+    >>> model = nn.Linear(1, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.fill_(1.0)  # y = x exactly: the minimum
+    >>> x = torch.tensor([[1.0], [2.0]])
+    >>> mae = {"mae": lambda out, y: (out - y).abs().mean()}
+    >>> res = line(model, nn.MSELoss(), [(x, x)], torch.tensor([1.0]), steps=3, metrics=mae,
+    ...            progress=False)
+    >>> res.coords.tolist(), res.loss.tolist(), res.metrics["mae"].tolist()
+    ([-1.0, 0.0, 1.0], [2.5, 0.0, 2.5], [1.5, 0.0, 1.5])
+    >>> res.direction_norm, res.num_data, res.alphas is res.coords
+    (1.0, 2, True)
     """
 
     coords: Tensor
@@ -101,6 +118,26 @@ class LandscapeSurface:
         Norms of ``d1`` and ``d2``.
     num_data : int
         Number of samples every point averages over.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from curvlab.landscape import surface
+    >>> model = nn.Linear(2, 1, bias=False)
+    >>> with torch.no_grad():
+    ...     _ = model.weight.zero_()
+    >>> data = [(torch.eye(2), torch.zeros(2, 1))]  # loss (w1^2 + w2^2) / 2
+    >>> dirs = [torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])]
+    >>> res = surface(model, nn.MSELoss(), data, dirs, span=((-1, 1), (0, 1)), steps=(3, 2),
+    ...               progress=False)
+    >>> [c.tolist() for c in res.coords]
+    [[-1.0, 0.0, 1.0], [0.0, 1.0]]
+    >>> res.loss.tolist()  # loss[i, j] at a[i] d1 + b[j] d2
+    [[0.5, 2.5], [0.0, 2.0], [0.5, 2.5]]
+    >>> A, B = res.meshgrid()
+    >>> A.shape, res.direction_norms, res.num_data
+    (torch.Size([3, 2]), (1.0, 2.0), 2)
     """
 
     coords: tuple[Tensor, Tensor]
