@@ -148,14 +148,23 @@ def test_batch_split_invariance(kind, seed, cuts_a, cuts_b, which):
 
 @pytest.mark.parametrize("cls", [cl.HessianOperator, cl.GGNOperator, cl.EmpiricalFisherOperator])
 @pytest.mark.parametrize("mode", MODES)
-def test_symmetry_and_batched_columns(cls, mode):
+@pytest.mark.parametrize("batch_columns", [True, False, None])
+def test_symmetry_and_batched_columns(cls, mode, batch_columns):
     model, data = make_problem("ce", "cnn", 2, 10, 3, [6, 4])
-    op = cls(model, nn.CrossEntropyLoss(), data, mode=mode)
+    op = cls(model, nn.CrossEntropyLoss(), data, mode=mode, batch_columns=batch_columns)
+    # None chooses the loop on CPU for a model with a convolution
+    assert op.batch_columns is (batch_columns if batch_columns is not None else False)
     gen = torch.Generator().manual_seed(0)
     V = torch.randn(op.shape[0], 5, generator=gen, dtype=DT)
     HV = op @ V
     cols = torch.stack([op @ V[:, j] for j in range(5)], dim=1)
     torch.testing.assert_close(HV, cols, rtol=1e-10, atol=1e-12)
+    dense = {
+        cl.HessianOperator: dense_hessian,
+        cl.GGNOperator: dense_ggn,
+        cl.EmpiricalFisherOperator: dense_empirical_fisher,
+    }[cls](model, nn.CrossEntropyLoss(), data)
+    torch.testing.assert_close(HV, dense @ V, rtol=1e-9, atol=1e-11)
     # w^T (H v) == v^T (H w)
     torch.testing.assert_close(V[:, 0] @ HV[:, 1], V[:, 1] @ HV[:, 0], rtol=1e-10, atol=1e-12)
     assert op.num_matvecs == 10
@@ -375,3 +384,26 @@ def test_graph_cache_budget_must_be_non_negative():
     model, data = make_problem("ce", "mlp", 3, 8, 0)
     with pytest.raises(ValueError, match="graph_cache_mb"):
         cl.HessianOperator(model, nn.CrossEntropyLoss(), data, graph_cache_mb=-1)
+
+
+def test_batch_columns_default_and_validation():
+    mlp, data = make_problem("ce", "mlp", 3, 8, 0)
+    assert cl.HessianOperator(mlp, nn.CrossEntropyLoss(), data).batch_columns is True
+    cnn, cdata = make_problem("ce", "cnn", 2, 8, 0)
+    assert cl.GGNOperator(cnn, nn.CrossEntropyLoss(), cdata).batch_columns is False
+    with pytest.raises(TypeError, match="batch_columns"):
+        cl.HessianOperator(mlp, nn.CrossEntropyLoss(), data, batch_columns="yes")
+
+
+@pytest.mark.parametrize("budget", [0.0, 256.0])
+def test_looped_columns_keep_or_free_the_graph(budget):
+    # looped columns with kept graphs give the batched numbers and keep working on reuse
+    model, data = make_problem("mse", "cnn", 3, 9, 1, [4, 5])
+    loss = nn.MSELoss()
+    H_loop = cl.HessianOperator(model, loss, data, graph_cache_mb=budget, batch_columns=False)
+    H_vmap = cl.HessianOperator(model, loss, data, graph_cache_mb=budget, batch_columns=True)
+    gen = torch.Generator().manual_seed(2)
+    V = torch.randn(H_loop.shape[0], 4, generator=gen, dtype=DT)
+    for _ in range(2):
+        torch.testing.assert_close(H_loop @ V, H_vmap @ V, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(H_loop @ V, dense_hessian(model, loss, data) @ V)

@@ -26,6 +26,7 @@ __all__ = ["EmpiricalRiskOperator"]
 
 _RANDOM_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 _NORM_MODULES = (nn.modules.batchnorm._BatchNorm,)
+_CONV_MODULES = (nn.modules.conv._ConvNd,)
 
 
 class EmpiricalRiskOperator(CurvatureOperator):
@@ -55,6 +56,15 @@ class EmpiricalRiskOperator(CurvatureOperator):
         group (one ``all_reduce`` of ``n * k`` numbers per product), so every rank holds the
         full-data product. ``None`` (default): single process, unless ``model`` is wrapped in
         ``DistributedDataParallel``, whose group is then used.
+    batch_columns
+        How a product with several columns ``op @ V`` is computed: ``True`` batches the
+        columns through one vmapped backward pass (``is_grads_batched``) or ``torch.func.vmap``;
+        ``False`` loops over the columns (sharing each batch's forward pass and, for the
+        Hessian, its kept first-order graph). ``None`` (default) batches, except on CPU for
+        models with a convolution layer, where PyTorch's batching rules for the convolution's
+        double backward copy the columns and the loop is faster (small CNN, 8 columns: 2.1 vs
+        1.2 gradients per column; an MLP: 0.7 batched vs 1.4 looped). The columns give the
+        same numbers either way, to rounding. The choice is ``self.batch_columns``.
 
     Examples
     --------
@@ -77,6 +87,7 @@ class EmpiricalRiskOperator(CurvatureOperator):
         mode: str = "rev-rev",
         check_deterministic: bool = True,
         process_group=None,
+        batch_columns: bool | None = None,
     ):
         if mode not in ("rev-rev", "fwd-rev"):
             raise ValueError(f"mode must be 'rev-rev' or 'fwd-rev', got {mode!r}.")
@@ -97,6 +108,13 @@ class EmpiricalRiskOperator(CurvatureOperator):
             if not p.is_floating_point():
                 raise TypeError(f"parameter {n_!r} is not floating point ({p.dtype}).")
         super().__init__(sum(p.numel() for p in tensors), dtype, device)
+        if batch_columns is None:
+            has_conv = any(isinstance(m, _CONV_MODULES) for m in model.modules())
+            batch_columns = not (has_conv and device.type == "cpu")
+        elif not isinstance(batch_columns, bool):
+            raise TypeError(f"batch_columns must be True, False or None, got {batch_columns!r}.")
+        #: whether several columns are batched (vmap) or looped; see ``batch_columns``
+        self.batch_columns = batch_columns
         self.model = model
         self.loss_fn = loss_fn
         self.reduction = reduction_of(loss_fn)
@@ -320,12 +338,14 @@ def vjp_batched(
     k: int,
     *,
     retain_graph: bool,
+    batched: bool = True,
 ) -> list[Tensor]:
     """``sum_j d outputs_j / d inputs`` contracted with ``k`` stacked cotangents.
 
     Outputs that do not require grad (constant gradients, e.g. of a bias in a linear model)
-    contribute zero. ``k > 1`` uses ``is_grads_batched`` (vmap over the backward pass), with a
-    column loop as fallback for operations that have no batching rule.
+    contribute zero. ``k > 1`` with ``batched`` uses ``is_grads_batched`` (vmap over the
+    backward pass), with a column loop as fallback for operations that have no batching rule;
+    ``batched=False`` loops over the columns.
     """
     pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
     if not pairs:
@@ -342,28 +362,30 @@ def vjp_batched(
             materialize_grads=True,
         )
         return [r.unsqueeze(0) for r in res]
-    try:
-        return list(
-            torch.autograd.grad(
-                outs,
-                inputs,
-                cots,
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-                is_grads_batched=True,
+    if batched:
+        try:
+            return list(
+                torch.autograd.grad(
+                    outs,
+                    inputs,
+                    cots,
+                    retain_graph=True,
+                    allow_unused=True,
+                    materialize_grads=True,
+                    is_grads_batched=True,
+                )
             )
+        except (RuntimeError, NotImplementedError):
+            pass  # an operation without a batching rule: loop over the columns
+    cols = [
+        torch.autograd.grad(
+            outs,
+            inputs,
+            [c[j] for c in cots],
+            retain_graph=retain_graph or j < k - 1,
+            allow_unused=True,
+            materialize_grads=True,
         )
-    except (RuntimeError, NotImplementedError):
-        cols = [
-            torch.autograd.grad(
-                outs,
-                inputs,
-                [c[j] for c in cots],
-                retain_graph=True,
-                allow_unused=True,
-                materialize_grads=True,
-            )
-            for j in range(k)
-        ]
-        return [torch.stack([col[m] for col in cols]) for m in range(len(inputs))]
+        for j in range(k)
+    ]
+    return [torch.stack([col[m] for col in cols]) for m in range(len(inputs))]

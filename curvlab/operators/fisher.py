@@ -23,7 +23,9 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
     Products never materialize per-sample gradients: ``F v = J_\ell^\top (J_\ell v)`` with
     ``J_\ell`` the Jacobian of the vector of per-sample losses.
 
-    Supports ``nn.CrossEntropyLoss``, ``nn.MSELoss`` and ``nn.BCEWithLogitsLoss``.
+    Supports ``nn.CrossEntropyLoss``, ``nn.MSELoss`` and ``nn.BCEWithLogitsLoss``. The
+    parameters (``params``, ``mode``, ``check_deterministic``, ``process_group``,
+    ``batch_columns``) are those of :class:`~curvlab.EmpiricalRiskOperator`.
 
     Examples
     --------
@@ -47,6 +49,7 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
         mode="rev-rev",
         check_deterministic=True,
         process_group=None,
+        batch_columns: bool | None = None,
     ):
         check_known(loss_fn, "EmpiricalFisherOperator")
         super().__init__(
@@ -57,6 +60,7 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
             mode=mode,
             check_deterministic=check_deterministic,
             process_group=process_group,
+            batch_columns=batch_columns,
         )
 
     def _scale(self, w: float, batch: int) -> float:
@@ -72,8 +76,10 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
             gu = torch.autograd.grad(
                 c, self.params, u, create_graph=True, allow_unused=True, materialize_grads=True
             )
-            (jv,) = vjp_batched(list(gu), [u], V, k, retain_graph=True)
-            return vjp_batched([c], self.params, [s * jv], k, retain_graph=False)
+            (jv,) = vjp_batched(list(gu), [u], V, k, retain_graph=True, batched=self.batch_columns)
+            return vjp_batched(
+                [c], self.params, [s * jv], k, retain_graph=False, batched=self.batch_columns
+            )
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 

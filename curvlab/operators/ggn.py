@@ -30,7 +30,7 @@ class GGNOperator(EmpiricalRiskOperator):
 
     Parameters
     ----------
-    model, loss_fn, data, params, mode, check_deterministic
+    model, loss_fn, data, params, mode, check_deterministic, process_group, batch_columns
         As in :class:`~curvlab.HessianOperator`. The exact GGN works with any twice
         differentiable loss (closed forms for ``nn.CrossEntropyLoss``, ``nn.MSELoss`` and
         ``nn.BCEWithLogitsLoss``, autograd otherwise).
@@ -68,6 +68,7 @@ class GGNOperator(EmpiricalRiskOperator):
         mc_samples: int = 0,
         seed: Seed = None,
         process_group=None,
+        batch_columns: bool | None = None,
     ):
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples must be a non-negative int, got {mc_samples!r}.")
@@ -85,6 +86,7 @@ class GGNOperator(EmpiricalRiskOperator):
             mode=mode,
             check_deterministic=check_deterministic,
             process_group=process_group,
+            batch_columns=batch_columns,
         )
 
     def _output_product(self, out, y, M, w, i):
@@ -104,9 +106,13 @@ class GGNOperator(EmpiricalRiskOperator):
             gu = torch.autograd.grad(
                 out, self.params, u, create_graph=True, allow_unused=True, materialize_grads=True
             )
-            (jv,) = vjp_batched(list(gu), [u], V, k, retain_graph=True)  # (k, *out.shape)
+            (jv,) = vjp_batched(
+                list(gu), [u], V, k, retain_graph=True, batched=self.batch_columns
+            )  # (k, *out.shape)
             hjv = self._output_product(out, y, jv, w, i)
-            return vjp_batched([out], self.params, [hjv], k, retain_graph=False)
+            return vjp_batched(
+                [out], self.params, [hjv], k, retain_graph=False, batched=self.batch_columns
+            )
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 

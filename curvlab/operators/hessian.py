@@ -26,7 +26,7 @@ def vmap_or_loop(fn, vdicts: dict[str, Tensor], k: int, op: EmpiricalRiskOperato
     if k == 1:
         out = fn({n: v[0] for n, v in vdicts.items()})
         return {n: t.unsqueeze(0) for n, t in out.items()}
-    if getattr(op, "_vmap_ok", True):
+    if op.batch_columns and getattr(op, "_vmap_ok", True):
         try:
             return vmap(fn)(vdicts)
         except (RuntimeError, NotImplementedError, ValueError):
@@ -70,6 +70,9 @@ class HessianOperator(EmpiricalRiskOperator):
         backward and a double backward. Batches whose graphs do not fit are recomputed. The
         graphs are dropped when a parameter changes in place (an optimizer step) or on
         :meth:`clear_cache`; ``0`` turns reuse off.
+    batch_columns
+        ``op @ V`` with several columns: batched (``True``), looped (``False``) or chosen by
+        the model (``None``, the default; see :class:`~curvlab.EmpiricalRiskOperator`).
 
     Examples
     --------
@@ -98,6 +101,7 @@ class HessianOperator(EmpiricalRiskOperator):
         check_deterministic: bool = True,
         process_group=None,
         graph_cache_mb: float = 256.0,
+        batch_columns: bool | None = None,
     ):
         if not graph_cache_mb >= 0:
             raise ValueError(f"graph_cache_mb must be >= 0, got {graph_cache_mb}.")
@@ -114,6 +118,7 @@ class HessianOperator(EmpiricalRiskOperator):
             mode=mode,
             check_deterministic=check_deterministic,
             process_group=process_group,
+            batch_columns=batch_columns,
         )
 
     # -- first-order graph reuse (rev-rev) ----------------------------------------------------
@@ -138,7 +143,9 @@ class HessianOperator(EmpiricalRiskOperator):
             # every batch's graph is kept: one backward pass through their sum does the
             # whole product (one autograd call instead of one per batch; no data pass)
             with torch.enable_grad():
-                return vjp_batched(self._total, self.params, Vs, k, retain_graph=True)
+                return vjp_batched(
+                    self._total, self.params, Vs, k, retain_graph=True, batched=self.batch_columns
+                )
         out = super()._local_matmat(Vs, k)
         if len(self._graphs) == len(self._batch_sizes) > 1:
             with torch.enable_grad():
@@ -178,7 +185,7 @@ class HessianOperator(EmpiricalRiskOperator):
             else:
                 loss = w * self.batch_loss(self.forward(X), y, i)
                 g, keep = grad_with_graph(loss, self.params), False
-            return vjp_batched(g, self.params, V, k, retain_graph=keep)
+            return vjp_batched(g, self.params, V, k, retain_graph=keep, batched=self.batch_columns)
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
