@@ -59,6 +59,26 @@ def _keys(res: dict) -> list[str]:
     return list(res.get("workloads", {}))
 
 
+def _runs_lines(res: dict) -> list[str]:
+    """For a merged file (:mod:`benchmarks.merge`): which run measured which workloads."""
+    runs = res.get("runs") or []
+    if len(runs) < 2:
+        return []
+    lines = [
+        "",
+        "Merged from runs on the same machine and settings; every table row compares "
+        "libraries measured side by side in one run:",
+        "",
+    ]
+    for r in runs:
+        lines.append(
+            f"* {(r.get('date') or '?')[:16].replace('T', ' ')} UTC, curvlab commit "
+            f"{r.get('git_commit') or '?'}: {', '.join(r['workloads'])}"
+            + (f" ({r['interrupted']})" if r.get("interrupted") else "")
+        )
+    return lines
+
+
 def tables(res: dict) -> list[str]:
     """The generated reStructuredText (a list of lines)."""
     m = res["machine"]
@@ -79,6 +99,7 @@ def tables(res: dict) -> list[str]:
             if m.get("load_average")
             else ""
         ),
+        *_runs_lines(res),
         "",
         ".. image:: _static/benchmarks.png",
         "   :alt: bar chart of the product cost and of the time to a top-1 eigenvalue at 1e-4",

@@ -312,3 +312,30 @@ def test_render_replaces_the_generated_block(tmp_path):
     text = doc.read_text()
     assert "STALE-CONTENT" not in text and "after" in text and text.count(BEGIN) == 1
     assert png.stat().st_size > 1000
+
+
+def test_merge_takes_each_workload_from_its_last_run():
+    import copy
+
+    from benchmarks.merge import merge
+
+    old = _fake_results()
+    old["workloads"]["W2/trained"] = copy.deepcopy(old["workloads"]["W1/init"])
+    old["machine"]["git_commit"] = "aaa"
+    new = copy.deepcopy(old)
+    del new["workloads"]["W2/trained"]
+    new["machine"].update(git_commit="bbb", date="2026-01-02T00:00:00")
+    fast = new["workloads"]["W1/init"]["adapters"]["curvlab"]["results"]["top1"]
+    fast["runs"][1]["G"] = fast["fastest_G"] = 4.0
+    res = merge([old, new])
+    assert list(res["workloads"]) == ["W1/init", "W2/trained"]
+    assert [r["git_commit"] for r in res["runs"]] == ["aaa", "bbb"]
+    assert res["runs"][0]["workloads"] == ["W2/trained"]
+    assert res["workloads"]["W1/init"]["run"] == 1 and res["workloads"]["W2/trained"]["run"] == 0
+    speed = next(t for t in res["targets"] if t["id"] == "top1-speed")
+    assert sorted(r["value"] for r in speed["rows"]) == pytest.approx([4 / 40, 10 / 40])
+    assert any("curvlab commit aaa: W2/trained" in line for line in tables(res))
+    other = copy.deepcopy(new)
+    other["machine"]["threads"] = 4
+    with pytest.raises(ValueError, match="threads"):
+        merge([old, other])
