@@ -61,6 +61,7 @@ QUICK = {
         "density_steps": 100,
         "ladder_budget_G": 3000,
         "worker_timeout": 420,
+        "max_exact_n": 0,  # no unit-vector reference diagonal (W4: half an hour)
     },
 }
 
