@@ -20,6 +20,8 @@ Each optimizer is split into two phases so that several of them can share one gr
 from __future__ import annotations
 
 import math
+import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +64,20 @@ class LegacyStepWarning(UserWarning):
 
 
 # -- small validation helpers --------------------------------------------------------------
+
+
+def _user_stacklevel() -> int:
+    """``stacklevel`` that points a warning at the first frame outside curvlab.optim and
+    torch.optim (the user's ``opt.step()`` line, through torch's step wrappers)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    torch_optim = os.path.dirname(os.path.abspath(torch.optim.__file__))
+    frame, level = sys._getframe(1), 1  # the caller of this function is level 1
+    while frame is not None:
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not (path.startswith(here) or path.startswith(torch_optim)):
+            return level
+        frame, level = frame.f_back, level + 1
+    return 1
 
 
 def check_nonneg(name: str, value: float) -> None:
@@ -645,7 +661,7 @@ class CurvatureOptimizer(Optimizer):
                 "(loss.backward(create_graph=True); opt.step()); prefer "
                 "opt.step(closure) with a closure that returns the loss.",
                 LegacyStepWarning,
-                stacklevel=4,
+                stacklevel=_user_stacklevel(),
             )
             self._legacy_warned = True
         return StepContext(None, None, used, grads, has_graph, None)
