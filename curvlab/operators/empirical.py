@@ -60,11 +60,12 @@ class EmpiricalRiskOperator(CurvatureOperator):
         How a product with several columns ``op @ V`` is computed: ``True`` batches the
         columns through one vmapped backward pass (``is_grads_batched``) or ``torch.func.vmap``;
         ``False`` loops over the columns (sharing each batch's forward pass and, for the
-        Hessian, its kept first-order graph). ``None`` (default) batches, except on CPU for
-        models with a convolution layer, where PyTorch's batching rules for the convolution's
-        double backward copy the columns and the loop is faster (small CNN, 8 columns: 2.1 vs
-        1.2 gradients per column; an MLP: 0.7 batched vs 1.4 looped). The columns give the
-        same numbers either way, to rounding. The choice is ``self.batch_columns``.
+        Hessian, its kept first-order graph). ``None`` (default) batches, except in
+        ``"rev-rev"`` mode on CPU for models with a convolution layer, where PyTorch's
+        batching rules for the convolution's double backward copy the columns and the loop is
+        faster (small CNN, 8 columns: 2.1 vs 1.2 gradients per column; an MLP: 0.7 batched vs
+        1.4 looped). In ``"fwd-rev"`` mode a loop would redo the forward pass per column. The
+        columns give the same numbers either way, to rounding. The choice is ``self.batch_columns``.
 
     Examples
     --------
@@ -110,7 +111,8 @@ class EmpiricalRiskOperator(CurvatureOperator):
         super().__init__(sum(p.numel() for p in tensors), dtype, device)
         if batch_columns is None:
             has_conv = any(isinstance(m, _CONV_MODULES) for m in model.modules())
-            batch_columns = not (has_conv and device.type == "cpu")
+            # fwd-rev columns do not share a graph: a loop would redo the forward pass per column
+            batch_columns = not (has_conv and device.type == "cpu" and mode == "rev-rev")
         elif not isinstance(batch_columns, bool):
             raise TypeError(f"batch_columns must be True, False or None, got {batch_columns!r}.")
         #: whether several columns are batched (vmap) or looped; see ``batch_columns``
