@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .risk import check_output, predict
+
 __all__ = [
     "dft_amplitudes",
     "relative_error",
@@ -810,7 +812,9 @@ class SpectralBiasTracker:
     Parameters
     ----------
     x
-        Inputs the model is evaluated on (moved to the model's device).
+        Inputs the model is evaluated on: a tensor, a tuple (passed positionally) or a dict
+        (passed as keyword arguments), as in a batch ``(X, y)``; moved to the model's device and
+        floating-point dtype.
     target
         Target values at ``x``; a prediction with the same number of entries is reshaped to it.
     freqs
@@ -823,11 +827,15 @@ class SpectralBiasTracker:
         Recording period, in calls to :meth:`update`.
     direction
         Projection direction for ``"projection"``.
+    output
+        How to get the prediction from what the model returns (see
+        :func:`curvlab.risk.model_output`).
 
     Notes
     -----
-    The model is evaluated under ``torch.no_grad()`` in its current train/eval mode (the
-    tracker never flips it).
+    The model is evaluated through :func:`curvlab.risk.predict`, the data contract of the
+    operators and landscapes: under ``torch.no_grad()``, in its current train/eval mode (the
+    tracker never flips it), with the buffers that train mode updates restored.
 
     Examples
     --------
@@ -854,6 +862,7 @@ class SpectralBiasTracker:
         amplitudes=None,
         every: int = 10,
         direction=None,
+        output=None,
     ):
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be a positive int, got {every!r}.")
@@ -865,6 +874,7 @@ class SpectralBiasTracker:
         self.metric = metric
         self.every = every
         self.direction = direction
+        self.output = check_output(output)
         self.amplitudes = None
         if metric in ("amplitude", "relative_error"):
             if self.target.dim() == 2 and self.target.shape[1] == 1:
@@ -905,23 +915,9 @@ class SpectralBiasTracker:
         self._values: list[Tensor] = []
         self._mse: list[Tensor] = []
 
-    def _inputs_for(self, model: nn.Module):
-        """``x`` on the model's device and floating dtype (cached)."""
-        p = next(iter(model.parameters()), None)
-        x = self.x
-        if p is None or not isinstance(x, Tensor):
-            return x
-        dtype = p.dtype if x.is_floating_point() else x.dtype
-        key = (p.device, dtype)
-        if getattr(self, "_x_key", None) != key:
-            self._x_cache, self._x_key = x.to(device=p.device, dtype=dtype), key
-        return self._x_cache
-
     def _predict(self, model_or_pred) -> Tensor:
         if isinstance(model_or_pred, nn.Module):
-            x = self._inputs_for(model_or_pred)
-            with torch.no_grad():
-                pred = model_or_pred(x)
+            pred = predict(model_or_pred, self.x, output=self.output)
         else:
             pred = _tensor(model_or_pred, "pred")
         pred = pred.detach()

@@ -2,8 +2,10 @@
 
 These are the building blocks for users who already work functionally: ``f`` maps a dict of
 parameters to a scalar, and the products return dicts with the same keys (or flat tensors when
-``v`` is flat). The operators in :mod:`curvlab.operators` use the same mathematics over a data
-set, with an autograd double-backward path that is faster on small models.
+``v`` is flat). They and the operators of :mod:`curvlab.operators` share one implementation of
+each product (``curvlab._autograd``: forward-over-reverse HVPs, Jacobian products by JVP or by
+the double-VJP trick); the operators add the data loop and, in ``"rev-rev"`` mode, an autograd
+double-backward path that keeps each batch's first-order graph between products.
 
 Two modes compute a Hessian-vector product:
 
@@ -20,10 +22,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-import torch
 from torch import Tensor
-from torch.func import grad, jvp, vjp
+from torch.func import grad
 
+from ._autograd import hvp_fwd_rev, linearize
 from ._params import flatten, unflatten_dict
 
 __all__ = ["hvp", "ggnvp", "MODES"]
@@ -104,7 +106,7 @@ def hvp(
     if mode == "rev-rev":
         out = grad(lambda p: _dot(grad(scalar_f)(p), vd))(params)
     else:
-        _, out = jvp(grad(scalar_f), (params,), (vd,))
+        out = hvp_fwd_rev(scalar_f, params, vd)
     return flatten(out) if flat else out
 
 
@@ -146,14 +148,8 @@ def ggnvp(
     _check_mode(mode)
     params = dict(params)
     vd, flat = _as_dict(v, params)
-    out, pullback = vjp(model_fn, params)
-    if mode == "fwd-rev":
-        _, jv = jvp(model_fn, (params,), (vd,))
-    else:
-        # J v = d/du <J^T u, v>: a VJP of the (linear in u) pullback.
-        u0 = torch.zeros_like(out)
-        _, pull2 = vjp(lambda u: pullback(u)[0], u0)
-        (jv,) = pull2(vd)
+    out, vjp_fn, jvp_fn = linearize(model_fn, params, mode=mode)
+    jv = jvp_fn(vd)
     out_d = out.detach()
 
     def scalar_loss(o):
@@ -163,5 +159,5 @@ def ggnvp(
         return val.reshape(())
 
     h_jv = grad(lambda o: (grad(scalar_loss)(o) * jv).sum())(out_d)
-    (res,) = pullback(h_jv)
+    res = vjp_fn(h_jv)
     return flatten(res) if flat else res

@@ -3,7 +3,7 @@ r"""Loss landscapes: directions in parameter space, 1D and 2D slices, interpolat
 A *direction* is a perturbation of the selected parameters, given either as
 
 * a flat tensor of shape ``(n,)`` in the order of
-  :func:`curvlab._params.select_params` (the order of ``model.named_parameters()``
+  :func:`curvlab.params.select_params` (the order of ``model.named_parameters()``
   restricted to the selected parameters; ``params=None`` selects every trainable parameter), or
 * a list of tensors shaped like the selected parameters.
 
@@ -14,10 +14,14 @@ matrix ``(n, k)`` whose columns are the directions (the layout of curvlab's esti
 
 A slice evaluates the empirical risk ``L(theta + a d1 + b d2)`` over ``data`` (any re-iterable
 of ``(X, y)`` batches; the batch-size-weighted mean of ``loss_fn`` for mean-reduced losses, the
-sum for ``reduction="sum"``), in eval mode and without gradients. The model is left exactly as
-it was: the moved parameters (and, for :func:`interpolate`, buffers) are restored bit for bit
-from saved copies, also when ``loss_fn`` raises, and each module's train/eval flag is restored;
-in eval mode BatchNorm running statistics are not updated.
+sum for ``reduction="sum"``), without gradients, through :class:`curvlab.EmpiricalRisk`: the
+same data contract as the operators, so that a slice along a Hessian eigenvector is a slice of
+the function whose Hessian gave it. The model is evaluated in the train/eval mode it is in
+(curvlab never switches it; call ``model.eval()`` first for the inference function of a model
+with BatchNorm or dropout). The model is left exactly as it was: the moved parameters (and, for
+:func:`interpolate`, buffers) are restored bit for bit from saved copies, also when ``loss_fn``
+raises, and buffers that a forward pass in train mode updates (BatchNorm running statistics)
+are restored after every pass.
 
 References
 ----------
@@ -36,9 +40,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ._batches import batch_size, call_model, to_device
 from ._params import flatten, select_params, unflatten
 from ._random import Seed, make_generator
+from .risk import EmpiricalRisk, Output, check_metrics
 
 __all__ = [
     "random_directions",
@@ -193,7 +197,7 @@ def random_directions(
         An int or a ``torch.Generator``. Numbers are drawn on the CPU, so one seed gives the
         same directions on every device. ``None`` draws a fresh seed.
     params
-        Parameter selection (see :func:`curvlab._params.select_params`); default: all
+        Parameter selection (see :func:`curvlab.params.select_params`); default: all
         trainable parameters.
 
     Returns
@@ -405,127 +409,56 @@ def _pair(x, what: str):
 
 
 # -- evaluation ----------------------------------------------------------------------------
-_to_device, _batch_size, _forward = to_device, batch_size, call_model
-
-
-def _check_data(data) -> None:
+def _risk(model, loss_fn, data, params, metrics, check_deterministic, process_group, output):
+    """The :class:`~curvlab.EmpiricalRisk` a slice evaluates, and the metrics as a dict: the
+    same data contract (batches, weights, outputs, train/eval mode) as the operators."""
     if isinstance(data, Iterator):
         raise TypeError(
             "data is a one-shot iterator; a landscape passes over the data once per grid point: "
             "pass a list of (X, y) batches or a DataLoader."
         )
+    metrics = check_metrics(metrics)
+    risk = EmpiricalRisk(
+        model,
+        loss_fn,
+        data,
+        params=params,
+        process_group=process_group,
+        check_deterministic=check_deterministic,
+        output=output,
+    )
+    return risk, metrics
 
 
-def _reduction(loss_fn) -> str:
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
-    red = getattr(loss_fn, "reduction", "mean")
-    if red not in ("mean", "sum"):
-        raise ValueError(
-            f"loss_fn has reduction={red!r}; a landscape needs a scalar loss per batch: use "
-            "reduction='mean' (the empirical risk) or 'sum'."
-        )
-    return red
-
-
-def _check_metrics(metrics) -> dict[str, Callable]:
-    if metrics is None:
-        return {}
-    if not isinstance(metrics, Mapping):
-        raise TypeError("metrics must be a dict {name: fn(output, y) -> scalar}.")
-    for k, f in metrics.items():
-        if not isinstance(k, str) or not callable(f):
-            raise TypeError(f"metrics[{k!r}] must map a str to a callable fn(output, y).")
-    if "loss" in metrics:
-        raise ValueError("'loss' is reserved for the loss; rename that metric.")
-    return dict(metrics)
-
-
-def _check_inputs(loss_fn, data, metrics) -> tuple[str, dict[str, Callable]]:
-    """The checks shared by :func:`line`, :func:`surface` and :func:`interpolate`: the loss's
-    reduction and the metrics as a dict."""
-    _check_data(data)
-    return _reduction(loss_fn), _check_metrics(metrics)
-
-
-def _sweep(model, loss_fn, data, metrics, reduction, tensors, shape, what, progress, place):
+def _sweep(risk: EmpiricalRisk, metrics, tensors, shape, what, progress, place):
     """Evaluate the loss and metrics at every point of a grid of ``shape``.
 
     ``place(base)``, with ``base`` the saved values of ``tensors``, is a generator that moves
     ``tensors`` to each point in turn and yields once there; the model is restored after.
-    Returns ``(loss, metrics, num_data)`` shaped ``shape``.
+    Returns ``(loss, metrics)`` shaped ``shape``.
     """
-    device = tensors[0].device
     vals = []
-    count = 0
-    with _perturbation(model, tensors) as base:
+    with _perturbation(tensors) as base:
         with _progress(math.prod(shape), what, progress) as bar:
             for _ in place(base):
-                v, count = _evaluate(model, loss_fn, data, metrics, reduction, device)
-                vals.append(v)
+                ev = risk.evaluate(metrics)
+                vals.append(torch.stack([ev.loss, *[ev.metrics[k] for k in metrics]]))
                 bar.update(1)
-    loss, mets = _results(vals, list(metrics), shape)
-    return loss, mets, count
-
-
-def _scalar(v, name: str, i: int) -> Tensor:
-    if not isinstance(v, Tensor):
-        v = torch.as_tensor(v, dtype=torch.float64)
-    if v.numel() != 1:
-        raise ValueError(
-            f"{name} returned shape {tuple(v.shape)} on batch {i}, not a scalar: reduce it over "
-            "the batch (reduction='mean')."
-        )
-    return v.detach().reshape(()).to(torch.float64)
-
-
-def _evaluate(model, loss_fn, data, metrics, reduction, device) -> tuple[Tensor, int]:
-    """Weighted loss and metrics over the data: a float64 tensor ``(1 + len(metrics),)``."""
-    totals = None
-    count = 0
-    for i, batch in enumerate(data):
-        if not isinstance(batch, tuple | list) or len(batch) != 2:
-            raise TypeError(
-                f"batch {i} is a {type(batch).__name__}; every batch must be a pair (X, y)."
-            )
-        X, y = batch
-        b = _batch_size(X, y)
-        X, y = _to_device(X, device), _to_device(y, device)
-        out = _forward(model, X)
-        vals = [_scalar(loss_fn(out, y), "loss_fn", i)]
-        vals += [_scalar(f(out, y), f"metric {k!r}", i) for k, f in metrics.items()]
-        v = torch.stack([t.to(device) for t in vals])
-        w = float(b) if reduction == "mean" else 1.0
-        # metrics are always batch means; weight them by batch size
-        wts = torch.full_like(v, float(b))
-        wts[0] = w
-        totals = v * wts if totals is None else totals + v * wts
-        count += b
-    if totals is None or count == 0:
-        raise ValueError("data is empty: pass at least one non-empty (X, y) batch.")
-    norm = torch.full_like(totals, float(count))
-    if reduction == "sum":
-        norm[0] = 1.0
-    return totals / norm, count
+    return _results(vals, list(metrics), shape)
 
 
 @contextmanager
-def _perturbation(model: nn.Module, tensors: list[Tensor]):
-    """Eval mode, no grad; yields saved copies of ``tensors`` and restores them bit for bit, and
-    each module's training flag, on exit (also on exceptions)."""
-    modules = list(model.modules())
-    flags = [m.training for m in modules]
+def _perturbation(tensors: list[Tensor]):
+    """No grad; yields saved copies of ``tensors`` and restores them bit for bit on exit (also
+    on exceptions)."""
     saved = [t.detach().clone() for t in tensors]
     try:
-        model.eval()
         with torch.no_grad():
             yield saved
     finally:
         with torch.no_grad():
             for t, s in zip(tensors, saved):
                 t.copy_(s)
-        for m, f in zip(modules, flags):
-            m.training = f
 
 
 def _set_flat(tensors: list[Tensor], base: list[Tensor], delta: Tensor) -> None:
@@ -555,6 +488,9 @@ def line(
     params=None,
     metrics: Mapping[str, Callable] | None = None,
     progress: bool = True,
+    check_deterministic: bool = True,
+    process_group=None,
+    output: Output = None,
 ) -> LandscapeLine:
     r"""The loss along a line, ``a -> L(theta + a d)`` for ``steps`` values of ``a`` in ``span``.
 
@@ -573,6 +509,9 @@ def line(
         Optional ``{"name": fn(output, y) -> scalar}`` (e.g. accuracy), weighted by batch size.
     progress
         Show a tqdm progress bar.
+    check_deterministic, process_group, output
+        As in :class:`~curvlab.EmpiricalRisk`: the data contract of the slice is the one of
+        the operators (the model is evaluated in its current train/eval mode).
 
     Returns
     -------
@@ -590,8 +529,10 @@ def line(
     >>> res.loss.shape
     torch.Size([5])
     """
-    reduction, metrics = _check_inputs(loss_fn, data, metrics)
-    _, tensors = select_params(model, params)
+    risk, metrics = _risk(
+        model, loss_fn, data, params, metrics, check_deterministic, process_group, output
+    )
+    tensors = risk.params
     d = _as_flat(direction, tensors, "direction")
     coords = _coords(span, steps, "line")
 
@@ -600,15 +541,13 @@ def line(
             _set_flat(tensors, base, a * d)
             yield
 
-    loss, mets, count = _sweep(
-        model, loss_fn, data, metrics, reduction, tensors, (len(coords),), "line", progress, place
-    )
+    loss, mets = _sweep(risk, metrics, tensors, (len(coords),), "line", progress, place)
     return LandscapeLine(
         coords=coords,
         loss=loss,
         metrics=mets,
         direction_norm=float(torch.linalg.vector_norm(d)),
-        num_data=count,
+        num_data=risk.num_data,
     )
 
 
@@ -623,6 +562,9 @@ def surface(
     params=None,
     metrics: Mapping[str, Callable] | None = None,
     progress: bool = True,
+    check_deterministic: bool = True,
+    process_group=None,
+    output: Output = None,
 ) -> LandscapeSurface:
     r"""The loss on a 2D grid, ``(a, b) -> L(theta + a d1 + b d2)``.
 
@@ -638,7 +580,7 @@ def surface(
         ``(low, high)`` for both axes, or ``((low_a, high_a), (low_b, high_b))``.
     steps
         Points per axis, or ``(steps_a, steps_b)``.
-    params, metrics, progress
+    params, metrics, progress, check_deterministic, process_group, output
         As in :func:`line`.
 
     Returns
@@ -657,8 +599,10 @@ def surface(
     >>> surface(model, nn.MSELoss(), data, dirs, steps=3, progress=False).loss.shape
     torch.Size([3, 3])
     """
-    reduction, metrics = _check_inputs(loss_fn, data, metrics)
-    _, tensors = select_params(model, params)
+    risk, metrics = _risk(
+        model, loss_fn, data, params, metrics, check_deterministic, process_group, output
+    )
+    tensors = risk.params
     d1, d2 = _as_two(directions, tensors)
     span_a, span_b = _pair(span, "span")
     steps_a, steps_b = _pair(steps, "steps")
@@ -672,15 +616,13 @@ def surface(
                 yield
 
     shape = (len(ca), len(cb))
-    loss, mets, count = _sweep(
-        model, loss_fn, data, metrics, reduction, tensors, shape, "surface", progress, place
-    )
+    loss, mets = _sweep(risk, metrics, tensors, shape, "surface", progress, place)
     return LandscapeSurface(
         coords=(ca, cb),
         loss=loss,
         metrics=mets,
         direction_norms=(float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))),
-        num_data=count,
+        num_data=risk.num_data,
     )
 
 
@@ -695,6 +637,9 @@ def interpolate(
     metrics: Mapping[str, Callable] | None = None,
     buffers: bool = True,
     progress: bool = True,
+    check_deterministic: bool = True,
+    process_group=None,
+    output: Output = None,
 ) -> LandscapeLine:
     r"""The loss on the straight path ``theta(a) = (1 - a) theta_a + a theta_b``.
 
@@ -706,7 +651,7 @@ def interpolate(
     ----------
     model_a, model_b
         Two models of the same architecture.
-    loss_fn, data, metrics, progress
+    loss_fn, data, metrics, progress, check_deterministic, process_group, output
         As in :func:`line`.
     span, steps
         The coordinates ``a = torch.linspace(*span, steps)``.
@@ -729,7 +674,6 @@ def interpolate(
     >>> interpolate(a, b, nn.MSELoss(), data, steps=5, progress=False).coords.tolist()
     [-0.5, 0.0, 0.5, 1.0, 1.5]
     """
-    reduction, metrics = _check_inputs(loss_fn, data, metrics)
     for m in (model_a, model_b):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models must be torch.nn.Module, got {type(m).__name__}.")
@@ -748,6 +692,9 @@ def interpolate(
             raise ValueError(
                 f"buffer {k!r} differs between the models; pass buffers=False to keep model_a's."
             )
+    risk, metrics = _risk(
+        model_a, loss_fn, data, None, metrics, check_deterministic, process_group, output
+    )
     coords = _coords(span, steps, "interpolate")
     tensors = list(pa.values()) + list(ba.values())
     targets = [pb[k].detach().to(pa[k]) for k in pa] + [bb[k].detach().to(v) for k, v in ba.items()]
@@ -765,9 +712,7 @@ def interpolate(
             yield
 
     shape = (len(coords),)
-    loss, mets, count = _sweep(
-        model_a, loss_fn, data, metrics, reduction, tensors, shape, "interpolate", progress, place
-    )
+    loss, mets = _sweep(risk, metrics, tensors, shape, "interpolate", progress, place)
     return LandscapeLine(
-        coords=coords, loss=loss, metrics=mets, direction_norm=norm, num_data=count
+        coords=coords, loss=loss, metrics=mets, direction_norm=norm, num_data=risk.num_data
     )

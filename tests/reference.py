@@ -60,28 +60,32 @@ def dense_ggn(model, loss_fn, data, names=None):
     return J.T @ H_out @ J
 
 
-def per_sample_loss(loss_fn, out_n, y_n, num_data):
-    """Sample n's loss ``ell_n`` with ``L = (1/N) sum ell_n`` (mean) or ``L = sum ell_n`` (sum)."""
-    red = loss_fn.reduction
+def per_sample_loss(loss_fn, out_n, y_n):
+    """Sample n's loss summed over its entries (outputs, sequence positions): ``t_n``."""
     single = type(loss_fn)(reduction="sum")
-    val = single(out_n.unsqueeze(0), y_n.unsqueeze(0))
-    if red == "mean" and isinstance(loss_fn, nn.MSELoss | nn.BCEWithLogitsLoss):
-        val = val / out_n.numel()  # these losses also average over the output entries
-    return val
+    return single(out_n.unsqueeze(0), y_n.unsqueeze(0))
 
 
 def dense_empirical_fisher(model, loss_fn, data, names=None):
+    """``(1/M) sum_n grad t_n grad t_n^T`` with ``M`` the number of loss entries of the data
+    (samples times outputs, or counted positions) for a mean-reduced loss, ``M = 1`` for a sum:
+    a per-sample loop (the definition whose expectation under the model's labels is the GGN)."""
     names, theta = flat_params(model, names)
     X = torch.cat([b[0] for b in data])
     y = torch.cat([b[1] for b in data])
     N = X.shape[0]
     F = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype)
+    entries = 0
     for n in range(N):
 
         def ln(flat, n=n):
             out = functional_call(model, _split(flat, model, names), (X[n : n + 1],))[0]
-            return per_sample_loss(loss_fn, out, y[n], N)
+            return per_sample_loss(loss_fn, out, y[n])
 
         g = torch.func.grad(ln)(theta)
         F += torch.outer(g, g)
-    return F / N if loss_fn.reduction == "mean" else F
+        if isinstance(loss_fn, nn.CrossEntropyLoss):  # one entry per counted position
+            entries += int((y[n] != loss_fn.ignore_index).sum())
+        else:  # one entry per output
+            entries += y[n].numel()
+    return F / entries if loss_fn.reduction == "mean" else F

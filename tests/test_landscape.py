@@ -227,10 +227,13 @@ def test_surface_along_two_eigenvectors_is_the_quadratic_form():
 
 
 # -- model state is restored ----------------------------------------------------------------
-def test_state_restored_and_eval_mode_used():
+def test_state_restored_and_mode_kept():
+    """The model is evaluated in the mode it is in (the operators' rule), BatchNorm running
+    statistics updated by train-mode passes are restored, and the flags are untouched."""
     model = ConvNet()
     model.train()
     model.fc.eval()  # a mixed state must come back as it was
+    model.drop.eval()  # dropout in train mode would fail the determinism check
     flags = {n: m.training for n, m in model.named_modules()}
     snap = snapshot(model)
     seen = []
@@ -241,10 +244,12 @@ def test_state_restored_and_eval_mode_used():
         return nn.functional.cross_entropy(out, y)
 
     dirs = ls.random_directions(model, seed=0)
-    ls.line(model, loss_fn, data, dirs[0], steps=3, progress=False)
-    ls.surface(model, loss_fn, data, dirs, steps=2, progress=False)
-    assert all(s == (False, False, False) for s in seen)
-    assert_identical(model, snap)  # running stats untouched too (eval mode)
+    with pytest.warns(UserWarning, match="BatchNorm"):
+        ls.line(model, loss_fn, data, dirs[0], steps=3, progress=False)
+    with pytest.warns(UserWarning, match="BatchNorm"):
+        ls.surface(model, loss_fn, data, dirs, steps=2, progress=False)
+    assert seen and all(s == (True, True, False) for s in seen)
+    assert_identical(model, snap)  # running stats restored after the train-mode passes
     assert {n: m.training for n, m in model.named_modules()} == flags
     for p in model.parameters():
         assert p.grad is None
@@ -253,6 +258,7 @@ def test_state_restored_and_eval_mode_used():
 @pytest.mark.parametrize("which", ["line", "surface", "interpolate"])
 def test_state_restored_after_exception_in_loss(which):
     model = ConvNet().train()
+    model.drop.eval()
     snap = snapshot(model)
     calls = []
 
@@ -273,7 +279,7 @@ def test_state_restored_after_exception_in_loss(which):
             other = ConvNet()
             ls.interpolate(model, other, loss_fn, data, steps=5, progress=False)
     assert_identical(model, snap)
-    assert all(m.training for m in model.modules())
+    assert [m.training for m in model.modules()] == [m is not model.drop for m in model.modules()]
 
 
 def test_progress_bar_runs(capsys):

@@ -14,22 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..risk import reduction_of
+
 KNOWN = (nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss)
-
-
-def reduction_of(loss_fn) -> str:
-    """``"mean"`` or ``"sum"``; a callable without a ``reduction`` attribute counts as a mean."""
-    if not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}.")
-    red = getattr(loss_fn, "reduction", "mean")
-    if red == "none":
-        raise ValueError(
-            "loss_fn has reduction='none': curvature operators need a scalar loss; "
-            "use reduction='mean' (the empirical risk) or 'sum'."
-        )
-    if red not in ("mean", "sum"):
-        raise ValueError(f"unsupported reduction {red!r}; use 'mean' or 'sum'.")
-    return red
 
 
 def check_known(loss_fn, what: str) -> None:
@@ -172,8 +159,15 @@ def mc_fisher_output_product(loss_fn, out: Tensor, y: Tensor, S: Tensor, M: Tens
     return res if batched else res.squeeze(0)
 
 
-def per_sample_contributions(loss_fn, out: Tensor, y: Tensor) -> Tensor:
-    """Vector ``c`` of shape ``(N,)`` with ``c.sum() == loss_fn(out, y)``: sample n's share."""
+def per_sample_terms(loss_fn, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor | float]:
+    """Per-sample loss sums ``t`` of shape ``(N,)`` and the normalizer ``M`` of the batch loss:
+    ``loss_fn(out, y) == t.sum() / M``.
+
+    ``t_n`` sums sample ``n``'s unreduced loss entries (its outputs, its sequence positions);
+    ``M`` is the number of entries a mean-reduced loss divides by (``N * C`` for ``MSELoss`` /
+    ``BCEWithLogitsLoss`` with ``C`` outputs per sample, the number of counted positions, or
+    the summed class weights, for ``CrossEntropyLoss``) and ``1`` for ``reduction="sum"``.
+    """
     red = reduction_of(loss_fn)
     N = out.shape[0]
     if isinstance(loss_fn, nn.MSELoss):
@@ -182,13 +176,13 @@ def per_sample_contributions(loss_fn, out: Tensor, y: Tensor) -> Tensor:
                 f"MSELoss output shape {tuple(out.shape)} and target shape {tuple(y.shape)} differ."
             )
         terms = ((out - y) ** 2).reshape(N, -1).sum(1)
-        return terms / out.numel() if red == "mean" else terms
+        return terms, (float(out.numel()) if red == "mean" else 1.0)
     if isinstance(loss_fn, nn.BCEWithLogitsLoss):
         el = F.binary_cross_entropy_with_logits(
             out, y, weight=loss_fn.weight, pos_weight=loss_fn.pos_weight, reduction="none"
         )
         terms = el.reshape(N, -1).sum(1)
-        return terms / el.numel() if red == "mean" else terms
+        return terms, (float(el.numel()) if red == "mean" else 1.0)
     if isinstance(loss_fn, nn.CrossEntropyLoss):
         _class_dim_check(out)
         el = F.cross_entropy(
@@ -201,14 +195,14 @@ def per_sample_contributions(loss_fn, out: Tensor, y: Tensor) -> Tensor:
         )
         terms = el.reshape(N, -1).sum(1)
         if red == "sum":
-            return terms
+            return terms, 1.0
         if y.is_floating_point():
-            return terms / el.numel()
+            return terms, float(el.numel())
         valid = y != loss_fn.ignore_index
         if loss_fn.weight is not None:
             denom = (loss_fn.weight[y.clamp_min(0)] * valid).sum()
         else:
             denom = valid.sum()
-        return terms / denom.clamp_min(1)
+        return terms, denom.clamp_min(1).to(out.dtype).detach()
     check_known(loss_fn, "EmpiricalFisherOperator")
     raise AssertionError("unreachable")

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
-import torch
-from torch.func import jvp, vjp
+from collections.abc import Callable, Iterable
 
-from ._losses import check_known, per_sample_contributions
-from .empirical import EmpiricalRiskOperator, vjp_batched
-from .hessian import call_functional, vmap_or_loop
+from torch import nn
+
+from .._autograd import jvp_by_double_vjp, linearize, vjp_batched, vmap_or_loop
+from ..risk import Output
+from ._losses import check_known, per_sample_terms
+from .empirical import EmpiricalRiskOperator
 
 __all__ = ["EmpiricalFisherOperator"]
 
 
 class EmpiricalFisherOperator(EmpiricalRiskOperator):
-    r"""Empirical Fisher :math:`F = \frac{1}{N}\sum_n \nabla \ell_n \nabla \ell_n^\top`.
+    r"""Empirical Fisher :math:`F = \sum_b \frac{w_b}{M_b} \sum_{n\in b} \nabla t_n\nabla t_n^\top`.
 
-    ``ell_n`` is sample ``n``'s loss normalized as the loss's reduction implies: with
-    ``reduction="mean"`` the risk is :math:`L = \frac{1}{N}\sum_n \ell_n` (so for ``MSELoss``,
-    which also averages over output entries, :math:`\ell_n = \|f_n - y_n\|^2 / D`) and
-    :math:`F = \frac{1}{N}\sum_n \nabla\ell_n\nabla\ell_n^\top`; with ``reduction="sum"``,
-    :math:`L = \sum_n \ell_n` and :math:`F = \sum_n \nabla\ell_n\nabla\ell_n^\top`.
-    Products never materialize per-sample gradients: ``F v = J_\ell^\top (J_\ell v)`` with
-    ``J_\ell`` the Jacobian of the vector of per-sample losses.
+    ``t_n`` is sample ``n``'s loss summed over its entries (its ``C`` outputs for ``MSELoss``
+    and ``BCEWithLogitsLoss``, its counted positions for ``CrossEntropyLoss`` over
+    ``(B, V, T)`` logits), ``M_b`` the number of entries the mean-reduced loss of batch ``b``
+    divides by (so that the batch loss is :math:`\frac{1}{M_b}\sum_n t_n`) and ``w_b = B_b/N``
+    the batch weight of the empirical risk. For one output per sample and one batch this is
+    the familiar :math:`\frac{1}{N}\sum_n \nabla\ell_n\nabla\ell_n^\top`. With
+    ``reduction="sum"``, :math:`F = \sum_n \nabla t_n\nabla t_n^\top`.
+
+    This normalization makes the empirical Fisher the Fisher's plug-in estimate: its
+    expectation over labels drawn from the model's own predictive distribution (a Gaussian
+    of variance 1/2 per output for ``MSELoss``, whose negative log-likelihood is the squared
+    error; Bernoulli for ``BCEWithLogitsLoss``; categorical for ``CrossEntropyLoss``) is the
+    Fisher information, which for these losses equals the GGN
+    (:class:`~curvlab.GGNOperator`); the Monte-Carlo Fisher (``GGNOperator(mc_samples=m)``)
+    samples those labels, where the empirical Fisher uses the data's labels. Products never
+    materialize per-sample gradients: ``F v = J_t^\top (J_t v) / M`` with ``J_t`` the Jacobian
+    of the vector of per-sample terms.
 
     Supports ``nn.CrossEntropyLoss``, ``nn.MSELoss`` and ``nn.BCEWithLogitsLoss``. The
     parameters (``params``, ``mode``, ``check_deterministic``, ``process_group``,
-    ``batch_columns``) are those of :class:`~curvlab.EmpiricalRiskOperator`.
+    ``batch_columns``, ``output``) are those of :class:`~curvlab.EmpiricalRiskOperator`.
 
     Examples
     --------
@@ -41,15 +53,16 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
 
     def __init__(
         self,
-        model,
-        loss_fn,
-        data,
+        model: nn.Module,
+        loss_fn: Callable,
+        data: Iterable,
         *,
         params=None,
-        mode="rev-rev",
-        check_deterministic=True,
+        mode: str = "rev-rev",
+        check_deterministic: bool = True,
         process_group=None,
         batch_columns: bool | None = None,
+        output: Output = None,
     ):
         check_known(loss_fn, "EmpiricalFisherOperator")
         super().__init__(
@@ -61,37 +74,41 @@ class EmpiricalFisherOperator(EmpiricalRiskOperator):
             check_deterministic=check_deterministic,
             process_group=process_group,
             batch_columns=batch_columns,
+            output=output,
         )
 
-    def _scale(self, w: float, batch: int) -> float:
-        return w * batch if self.reduction == "mean" else w
+    def _terms(self, out, batch):
+        self.risk.batch_loss(out, batch)  # validates the loss on this batch
+        terms, count = per_sample_terms(self.loss_fn, out, batch.y)
+        return terms, batch.weight / count
 
-    def _batch_matmat(self, X, y, w, i, V, k):
+    def _batch_matmat(self, batch, V, k):
         if self.mode == "rev-rev":
-            out = self.forward(X)
-            self.batch_loss(out, y, i)
-            c = per_sample_contributions(self.loss_fn, out, y)
-            s = self._scale(w, c.shape[0])
-            u = torch.zeros_like(c, requires_grad=True)
-            gu = torch.autograd.grad(
-                c, self.params, u, create_graph=True, allow_unused=True, materialize_grads=True
-            )
-            (jv,) = vjp_batched(list(gu), [u], V, k, retain_graph=True, batched=self.batch_columns)
+            terms, s = self._terms(self.risk.forward(batch), batch)
+            jv = jvp_by_double_vjp(terms, self.params, V, k, batched=self.batch_columns)
             return vjp_batched(
-                [c], self.params, [s * jv], k, retain_graph=False, batched=self.batch_columns
+                [terms], self.params, [s * jv], k, retain_graph=False, batched=self.batch_columns
             )
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
-        def fc(pd):
-            return per_sample_contributions(self.loss_fn, call_functional(self, pd, X), y)
+        scale = {}
 
-        c, pullback = vjp(fc, pdict)
-        s = self._scale(w, c.shape[0])
+        def fc(pd):
+            terms, scale["s"] = self._terms(self.risk.forward(batch, pd), batch)
+            return terms
+
+        _, vjp_fn, jvp_fn = linearize(fc, pdict)
+        s = scale["s"]  # w_b / M_b, from the targets only: not a function of the parameters
 
         def ef_one(vd):
-            jv = jvp(fc, (pdict,), (vd,))[1]
-            return pullback(s * jv)[0]
+            return vjp_fn(s * jvp_fn(vd))
 
-        res = vmap_or_loop(ef_one, dict(zip(self.param_names, V)), k, self)
+        res = vmap_or_loop(
+            ef_one,
+            dict(zip(self.param_names, V)),
+            k,
+            batched=self.batch_columns,
+            memo=self._vmap_memo,
+        )
         return [res[n] for n in self.param_names]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 import torch.distributed as dist
-from torch.func import jvp, vjp
+from torch import nn
 
+from .._autograd import jvp_by_double_vjp, linearize, vjp_batched, vmap_or_loop
 from .._random import Seed, make_generator
+from ..risk import Output
 from ._losses import (
     check_ggn_supported,
     check_known,
@@ -14,8 +18,7 @@ from ._losses import (
     output_hessian_product,
     sample_output_gradients,
 )
-from .empirical import EmpiricalRiskOperator, vjp_batched
-from .hessian import call_functional, vmap_or_loop
+from .empirical import EmpiricalRiskOperator
 
 __all__ = ["GGNOperator"]
 
@@ -58,17 +61,18 @@ class GGNOperator(EmpiricalRiskOperator):
 
     def __init__(
         self,
-        model,
-        loss_fn,
-        data,
+        model: nn.Module,
+        loss_fn: Callable,
+        data: Iterable,
         *,
         params=None,
-        mode="rev-rev",
-        check_deterministic=True,
+        mode: str = "rev-rev",
+        check_deterministic: bool = True,
         mc_samples: int = 0,
         seed: Seed = None,
         process_group=None,
         batch_columns: bool | None = None,
+        output: Output = None,
     ):
         if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
             raise ValueError(f"mc_samples must be a non-negative int, got {mc_samples!r}.")
@@ -87,44 +91,42 @@ class GGNOperator(EmpiricalRiskOperator):
             check_deterministic=check_deterministic,
             process_group=process_group,
             batch_columns=batch_columns,
+            output=output,
         )
 
-    def _output_product(self, out, y, M, w, i):
+    def _output_product(self, out, batch, M):
+        w, i = batch.weight, batch.index
         if self.mc_samples == 0:
-            return w * output_hessian_product(self.loss_fn, out, y, M)
+            return w * output_hessian_product(self.loss_fn, out, batch.y, M)
         gen = torch.Generator(device=out.device)
         rank = 0 if self.process_group is None else dist.get_rank(self.process_group)
         gen.manual_seed((self.seed * 1_000_003 + i * 7_919 + rank) % (2**63 - 1))
         S = sample_output_gradients(self.loss_fn, out, self.mc_samples, gen)
-        return w * mc_fisher_output_product(self.loss_fn, out, y, S, M)
+        return w * mc_fisher_output_product(self.loss_fn, out, batch.y, S, M)
 
-    def _batch_matmat(self, X, y, w, i, V, k):
+    def _batch_matmat(self, batch, V, k):
         if self.mode == "rev-rev":
-            out = self.forward(X)
-            self.batch_loss(out, y, i)  # validates the loss on this batch
-            u = torch.zeros_like(out, requires_grad=True)
-            gu = torch.autograd.grad(
-                out, self.params, u, create_graph=True, allow_unused=True, materialize_grads=True
-            )
-            (jv,) = vjp_batched(
-                list(gu), [u], V, k, retain_graph=True, batched=self.batch_columns
-            )  # (k, *out.shape)
-            hjv = self._output_product(out, y, jv, w, i)
+            out = self.risk.forward(batch)
+            self.risk.batch_loss(out, batch)  # validates the loss on this batch
+            jv = jvp_by_double_vjp(out, self.params, V, k, batched=self.batch_columns)
+            hjv = self._output_product(out, batch, jv)
             return vjp_batched(
                 [out], self.params, [hjv], k, retain_graph=False, batched=self.batch_columns
             )
 
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
-        def fmodel(pd):
-            return call_functional(self, pd, X)
-
-        out, pullback = vjp(fmodel, pdict)
-        self.batch_loss(out, y, i)
+        out, vjp_fn, jvp_fn = linearize(lambda pd: self.risk.forward(batch, pd), pdict)
+        self.risk.batch_loss(out, batch)
 
         def ggn_one(vd):
-            jv = jvp(fmodel, (pdict,), (vd,))[1]
-            return pullback(self._output_product(out, y, jv, w, i))[0]
+            return vjp_fn(self._output_product(out, batch, jvp_fn(vd)))
 
-        res = vmap_or_loop(ggn_one, dict(zip(self.param_names, V)), k, self)
+        res = vmap_or_loop(
+            ggn_one,
+            dict(zip(self.param_names, V)),
+            k,
+            batched=self.batch_columns,
+            memo=self._vmap_memo,
+        )
         return [res[n] for n in self.param_names]

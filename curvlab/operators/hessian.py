@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Iterable
 
 import torch
-from torch import Tensor
-from torch.func import functional_call, grad, jvp, vmap
+from torch import Tensor, nn
 
-from .empirical import EmpiricalRiskOperator, grad_with_graph, vjp_batched
+from .._autograd import grad_with_graph, hvp_fwd_rev, vjp_batched, vmap_or_loop
+from ..risk import Batch, Output, fingerprint, user_stacklevel
+from .empirical import EmpiricalRiskOperator
 
 __all__ = ["HessianOperator"]
-
-
-def call_functional(op: EmpiricalRiskOperator, pdict: dict[str, Tensor], X):
-    """``op.model`` evaluated with the selected parameters replaced by ``pdict``."""
-    if isinstance(X, Mapping):
-        return functional_call(op.model, pdict, args=(), kwargs=dict(X), strict=False)
-    args = tuple(X) if isinstance(X, tuple | list) else (X,)
-    return functional_call(op.model, pdict, args, strict=False)
-
-
-def vmap_or_loop(fn, vdicts: dict[str, Tensor], k: int, op: EmpiricalRiskOperator):
-    """Apply ``fn`` (dict -> dict) to ``k`` stacked directions: vmap where it works."""
-    if k == 1:
-        out = fn({n: v[0] for n, v in vdicts.items()})
-        return {n: t.unsqueeze(0) for n, t in out.items()}
-    if op.batch_columns and getattr(op, "_vmap_ok", True):
-        try:
-            return vmap(fn)(vdicts)
-        except (RuntimeError, NotImplementedError, ValueError):
-            op._vmap_ok = False
-    cols = [fn({n: v[j] for n, v in vdicts.items()}) for j in range(k)]
-    return {n: torch.stack([c[n] for c in cols]) for n in vdicts}
 
 
 class HessianOperator(EmpiricalRiskOperator):
@@ -70,9 +50,15 @@ class HessianOperator(EmpiricalRiskOperator):
         backward and a double backward. Batches whose graphs do not fit are recomputed. The
         graphs are dropped when a parameter changes in place (an optimizer step) or on
         :meth:`clear_cache`; ``0`` turns reuse off.
+        A kept graph is used only for the batch it was built on: if the data changes between
+        passes (a shuffling loader with ``check_deterministic=False``) the product is
+        recomputed from one pass, reuse is turned off and a warning says so.
     batch_columns
         ``op @ V`` with several columns: batched (``True``), looped (``False``) or chosen by
         the model (``None``, the default; see :class:`~curvlab.EmpiricalRiskOperator`).
+    output
+        How to get the loss's input from the model's return value (see
+        :func:`curvlab.risk.model_output`).
 
     Examples
     --------
@@ -92,9 +78,9 @@ class HessianOperator(EmpiricalRiskOperator):
 
     def __init__(
         self,
-        model,
-        loss_fn,
-        data,
+        model: nn.Module,
+        loss_fn: Callable,
+        data: Iterable,
         *,
         params=None,
         mode: str = "rev-rev",
@@ -102,14 +88,17 @@ class HessianOperator(EmpiricalRiskOperator):
         process_group=None,
         graph_cache_mb: float = 256.0,
         batch_columns: bool | None = None,
+        output: Output = None,
     ):
         if not graph_cache_mb >= 0:
             raise ValueError(f"graph_cache_mb must be >= 0, got {graph_cache_mb}.")
         self.graph_cache_mb = float(graph_cache_mb)
-        self._graphs: dict[int, list[Tensor]] = {}
+        # batch index -> (gradient with its graph, fingerprint of the batch it was built on)
+        self._graphs: dict[int, tuple[list[Tensor], Tensor]] = {}
         self._graph_bytes = 0
         self._graph_key = None
         self._total: list[Tensor] | None = None
+        self._cache_off = False  # set when the data changed between passes
         super().__init__(
             model,
             loss_fn,
@@ -119,6 +108,7 @@ class HessianOperator(EmpiricalRiskOperator):
             check_deterministic=check_deterministic,
             process_group=process_group,
             batch_columns=batch_columns,
+            output=output,
         )
 
     # -- first-order graph reuse (rev-rev) ----------------------------------------------------
@@ -132,8 +122,11 @@ class HessianOperator(EmpiricalRiskOperator):
         self._graph_key = None
         self._total = None
 
+    def _caching(self) -> bool:
+        return self.mode == "rev-rev" and self.graph_cache_mb > 0 and not self._cache_off
+
     def _local_matmat(self, Vs, k):
-        if self.mode != "rev-rev" or self.graph_cache_mb <= 0:
+        if not self._caching():
             return super()._local_matmat(Vs, k)
         key = self._params_key()
         if key != self._graph_key:  # parameters changed in place: graphs are stale
@@ -146,20 +139,43 @@ class HessianOperator(EmpiricalRiskOperator):
                 return vjp_batched(
                     self._total, self.params, Vs, k, retain_graph=True, batched=self.batch_columns
                 )
+        reused = bool(self._graphs)
+        self._mismatch = None
         out = super()._local_matmat(Vs, k)
-        if len(self._graphs) == len(self._batch_sizes) > 1:
+        if reused and self._mismatch is not None and bool(self._mismatch):
+            # a kept graph stood for a batch that this pass loaded with other samples (a
+            # shuffling loader with check_deterministic=False): never mix two passes
+            warnings.warn(
+                "the data changed between passes (a shuffling DataLoader or a random "
+                "augmentation?): a kept gradient graph no longer matched its batch. The product "
+                "is recomputed from one pass and graph reuse is turned off for this operator. "
+                "Use shuffle=False and fixed transforms (and check_deterministic=True).",
+                stacklevel=user_stacklevel(),
+            )
+            self._cache_off = True
+            self.clear_cache()
+            return super()._local_matmat(Vs, k)
+        if len(self._graphs) == len(self.risk.batch_sizes) > 1:
             with torch.enable_grad():
-                self._total = [sum(parts) for parts in zip(*self._graphs.values())]
+                self._total = [sum(parts) for parts in zip(*(g for g, _ in self._graphs.values()))]
         return out
 
-    def _gradient_graph(self, X, y, w, i):
-        """Batch ``i``'s gradient with its graph, and whether the graph is kept for reuse."""
+    def _gradient_graph(self, batch: Batch):
+        """The batch's gradient with its graph, and whether the graph is kept for reuse."""
+        i = batch.index
         if i in self._graphs:
-            return self._graphs[i], True
+            g, fp = self._graphs[i]
+            now = fingerprint(batch.X, batch.y)
+            bad = (now.shape != fp.shape) or None
+            if bad is None:
+                diff = ((now - fp).abs() > 1e-9 * (fp.abs() + 1.0)).any()
+                self._mismatch = diff if self._mismatch is None else self._mismatch | diff
+            else:
+                self._mismatch = torch.tensor(True)
+            return g, True
         budget = self.graph_cache_mb * 2**20 - self._graph_bytes
         if budget <= 0:
-            loss = w * self.batch_loss(self.forward(X), y, i)
-            return grad_with_graph(loss, self.params), False
+            return grad_with_graph(self.risk.weighted_loss(batch), self.params), False
         saved = {"bytes": 0, "seen": set()}
 
         def pack(t):
@@ -170,38 +186,30 @@ class HessianOperator(EmpiricalRiskOperator):
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = w * self.batch_loss(self.forward(X), y, i)
-            g = grad_with_graph(loss, self.params)
+            g = grad_with_graph(self.risk.weighted_loss(batch), self.params)
         if saved["bytes"] <= budget:
-            self._graphs[i] = g
+            self._graphs[i] = (g, fingerprint(batch.X, batch.y))
             self._graph_bytes += saved["bytes"]
             return g, True
         return g, False
 
-    def _batch_matmat(self, X, y, w, i, V, k):
+    def _batch_matmat(self, batch, V, k):
         if self.mode == "rev-rev":
-            if self.graph_cache_mb > 0:
-                g, keep = self._gradient_graph(X, y, w, i)
+            if self._caching():
+                g, keep = self._gradient_graph(batch)
             else:
-                loss = w * self.batch_loss(self.forward(X), y, i)
-                g, keep = grad_with_graph(loss, self.params), False
+                g, keep = grad_with_graph(self.risk.weighted_loss(batch), self.params), False
             return vjp_batched(g, self.params, V, k, retain_graph=keep, batched=self.batch_columns)
-
         pdict = {n: p.detach() for n, p in zip(self.param_names, self.params)}
 
-        def f(pd):
-            return w * self.batch_loss(call_functional(self, pd, X), y, i, functional=True)
-
         def hvp_one(vd):
-            try:
-                return jvp(grad(f), (pdict,), (vd,))[1]
-            except RuntimeError as err:
-                if "ZeroTensors are immutable" in str(err):
-                    raise RuntimeError(
-                        "forward-over-reverse failed inside loss_fn on this torch version "
-                        "(a known torch.func limitation, e.g. F.mse_loss): use mode='rev-rev'."
-                    ) from err
-                raise
+            return hvp_fwd_rev(lambda pd: self.risk.weighted_loss(batch, pd), pdict, vd)
 
-        out = vmap_or_loop(hvp_one, dict(zip(self.param_names, V)), k, self)
+        out = vmap_or_loop(
+            hvp_one,
+            dict(zip(self.param_names, V)),
+            k,
+            batched=self.batch_columns,
+            memo=self._vmap_memo,
+        )
         return [out[n] for n in self.param_names]
