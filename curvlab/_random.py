@@ -15,11 +15,21 @@ Nothing draws from torch's global RNG. Two policies exist for a generator passed
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from numbers import Integral
 
 import torch
+from torch import Tensor
 
-__all__ = ["Seed", "fresh_seed", "check_seed", "draw_seed", "make_generator"]
+__all__ = [
+    "Seed",
+    "fresh_seed",
+    "check_seed",
+    "draw_seed",
+    "make_generator",
+    "rademacher_like",
+    "randn_flat",
+]
 
 Seed = int | torch.Generator | None
 
@@ -88,3 +98,45 @@ def make_generator(
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     return gen, int(seed)
+
+
+def rademacher_like(
+    params: Sequence[Tensor], generator: torch.Generator, num: int | None = None
+) -> list[Tensor]:
+    """Real Rademacher probes (+-1, each with probability 1/2) shaped like ``params``.
+
+    One flat draw on the generator's device is split over the parameters (so the probes do
+    not depend on how the parameters are grouped), then moved to each parameter's device
+    and dtype. ``num`` probes give tensors of shape ``(num, *p.shape)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = rademacher_like([torch.empty(2, 3)], torch.Generator().manual_seed(0))[0]
+    >>> z.shape, bool(((z == 1) | (z == -1)).all())
+    (torch.Size([2, 3]), True)
+    """
+    n = sum(p.numel() for p in params)
+    shape = (n,) if num is None else (num, n)
+    dev = generator.device
+    flat = torch.randint(0, 2, shape, generator=generator, device=dev, dtype=torch.int8)
+    sizes = [p.numel() for p in params]
+    out = []
+    for chunk, p in zip(torch.split(flat, sizes, dim=-1), params):
+        v = chunk.to(device=p.device, dtype=p.dtype).mul_(2).sub_(1)
+        out.append(v.view(p.shape) if num is None else v.view(num, *p.shape))
+    return out
+
+
+def randn_flat(n: int, generator: torch.Generator, like: Tensor) -> Tensor:
+    """``n`` standard normal draws from ``generator`` (on its device), in the dtype and on the
+    device of ``like``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> randn_flat(3, torch.Generator().manual_seed(0), torch.zeros(1, dtype=torch.float64)).dtype
+    torch.float64
+    """
+    z = torch.randn(n, generator=generator, device=generator.device, dtype=like.dtype)
+    return z.to(like.device)

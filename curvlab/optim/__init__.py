@@ -5,10 +5,13 @@
 double-backward graph only on the steps that take Hessian-vector products), writes a detached
 ``p.grad`` and frees the graph before returning. The legacy path
 ``loss.backward(create_graph=True); opt.step()`` works with one
-:class:`LegacyStepWarning` where the method allows it.
+:class:`LegacyStepWarning` where the method allows it. :func:`step` steps any optimizer
+(curvlab's, torch's, a :class:`BlockOptimizer`) with such a closure.
 """
 
-from ._base import ClosureError, CurvatureOptimizer, LegacyStepWarning, StepContext
+from ._base import CurvatureOptimizer
+from ._closure import ClosureError, LegacyStepWarning, step
+from ._context import StepContext
 from .adahessian import AdaHessian
 from .apollo import Apollo
 from .blocks import BlockOptimizer, compose
@@ -30,6 +33,7 @@ __all__ = [
     "SSVP",
     "BlockOptimizer",
     "compose",
+    "step",
     "CurvatureOptimizer",
     "StepSizeOptimizer",
     "StepContext",

@@ -1,10 +1,4 @@
-"""The closure contract shared by every curvlab optimizer.
-
-``loss = opt.step(closure)``: the closure recomputes the loss (or ``(loss, output)``) and does
-*not* call ``backward``. The optimizer evaluates it once, takes the gradient itself with
-:func:`torch.autograd.grad` (building the double-backward graph only on steps that need
-Hessian-vector products), writes a detached ``p.grad``, and drops every reference to the graph
-before returning, so nothing leaks from one step to the next.
+"""The base classes of the curvlab optimizers.
 
 Each optimizer is split into two phases so that several of them can share one graph (see
 :class:`~curvlab.optim.BlockOptimizer`):
@@ -15,16 +9,16 @@ Each optimizer is split into two phases so that several of them can share one gr
 ``_apply(ctx, plan)``
     the parameter update, under ``torch.no_grad()``; may re-evaluate the closure (line
     searches) but never uses the graph.
+
+The closure protocol lives in :mod:`curvlab.optim._closure`, the step context and its
+curvature products in :mod:`curvlab.optim._context`.
 """
 
 from __future__ import annotations
 
-import math
-import os
-import sys
+import copy
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -33,441 +27,42 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import _random
-from ..operators.base import CurvatureOperator
-
-__all__ = [
-    "CurvatureOptimizer",
-    "ClosureError",
-    "LegacyStepWarning",
-    "StepContext",
-]
-
-Closure = Callable[[], Any]
-
-
-class ClosureError(ValueError, TypeError, RuntimeError):
-    """A closure is missing, returns something other than a scalar loss, or calls backward.
-
-    It derives from :class:`ValueError`, :class:`TypeError` and :class:`RuntimeError`, so code
-    that catches any of the three (as the original optimizers' users do) keeps working.
-    """
-
-
-class LegacyStepWarning(UserWarning):
-    """``opt.step()`` was called without a closure on a method that uses curvature.
-
-    The legacy path (``loss.backward(create_graph=True); opt.step()``) works, but the graph
-    that ``backward(create_graph=True)`` builds lives in ``p.grad`` until the optimizer
-    detaches it, and a method with ``update_each > 1`` builds it on every step even when it
-    does not need it. Pass a closure to avoid both.
-    """
-
-
-# -- small validation helpers --------------------------------------------------------------
-
-
-def _user_stacklevel() -> int:
-    """``stacklevel`` that points a warning at the first frame outside curvlab.optim and
-    torch.optim (the user's ``opt.step()`` line, through torch's step wrappers)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    torch_optim = os.path.dirname(os.path.abspath(torch.optim.__file__))
-    frame, level = sys._getframe(1), 1  # the caller of this function is level 1
-    while frame is not None:
-        path = os.path.abspath(frame.f_code.co_filename)
-        if not (path.startswith(here) or path.startswith(torch_optim)):
-            return level
-        frame, level = frame.f_back, level + 1
-    return 1
-
-
-def check_nonneg(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite non-negative number, got {value}.")
-
-
-def check_positive(name: str, value: float) -> None:
-    check_nonneg(name, value)
-    if value == 0:
-        raise ValueError(f"{name} must be positive, got {value}.")
-
-
-def check_int(name: str, value: int, minimum: int = 1) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-
-
-def check_beta(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
-
-
-def check_betas(betas) -> None:
-    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}.")
-    check_beta("betas[0]", betas[0])
-    check_beta("betas[1]", betas[1])
-
-
-# -- closure handling ------------------------------------------------------------------------
-
-
-def split_closure_output(out: Any) -> tuple[Tensor, Any]:
-    """Return ``(loss, output)`` from what a closure returned, checking the loss."""
-    output = None
-    if isinstance(out, (tuple, list)):
-        if len(out) != 2:
-            raise ClosureError(
-                f"the closure returned a sequence of length {len(out)}: return the loss, or "
-                "a pair (loss, output)."
-            )
-        out, output = out
-    if not isinstance(out, Tensor):
-        raise ClosureError(
-            f"the closure must return the loss as a tensor (or (loss, output)), got "
-            f"{type(out).__name__}; return the loss tensor itself, not loss.item()."
-        )
-    if out.numel() != 1:
-        raise ClosureError(
-            f"the closure returned a loss of shape {tuple(out.shape)}: the loss must be a "
-            "scalar; reduce it (e.g. reduction='mean' or loss.mean())."
-        )
-    if not out.requires_grad:
-        raise ClosureError(
-            "the loss returned by the closure does not require grad: compute it from the "
-            "optimizer's parameters, outside torch.no_grad()."
-        )
-    return out.reshape(()), output
-
-
-def evaluate_closure(closure: Closure) -> tuple[Tensor, Any]:
-    if not callable(closure):
-        raise ClosureError(f"closure must be callable, got {type(closure).__name__}.")
-    with torch.enable_grad():
-        return split_closure_output(closure())
-
-
-def loss_only_closure(closure: Closure) -> Callable[[], Tensor]:
-    """A closure for re-evaluations (line searches): the loss value, no graph."""
-
-    def f() -> Tensor:
-        with torch.no_grad():
-            out = closure()
-        if isinstance(out, (tuple, list)):
-            out = out[0]
-        if not isinstance(out, Tensor) or out.numel() != 1:
-            raise ClosureError("the closure must return a scalar loss tensor.")
-        return out.detach().reshape(())
-
-    return f
-
-
-def take_gradient(
-    loss: Tensor, params: Sequence[Tensor], *, create_graph: bool
-) -> list[Tensor | None]:
-    """``torch.autograd.grad`` with a clear error when the closure already ran backward."""
-    try:
-        return list(
-            torch.autograd.grad(
-                loss,
-                list(params),
-                create_graph=create_graph,
-                retain_graph=True,
-                allow_unused=True,
-            )
-        )
-    except RuntimeError as err:
-        msg = str(err)
-        if "second time" in msg or "already been freed" in msg:
-            raise ClosureError(
-                "the graph of the loss was already freed: the closure must return the loss "
-                "WITHOUT calling loss.backward(); curvlab optimizers take the gradient "
-                "themselves."
-            ) from err
-        raise
-
-
-# -- randomness --------------------------------------------------------------------------------
-
-
-def make_generator(
-    seed: int | torch.Generator | None, device: torch.device
-) -> tuple[int, torch.Generator]:
-    """The probe generator of an optimizer and the integer seed saved in its ``state_dict``.
-
-    Follows :func:`curvlab._random.make_generator` with ``share=True``: a Generator is used
-    as it is (its stream advances across steps) and reported by its ``initial_seed()``; an int
-    seeds a new generator on ``device``; ``None`` takes a fresh seed from the operating
-    system. Returns ``(seed, generator)``.
-    """
-    gen, used = _random.make_generator(seed, device, share=True)
-    return (int(gen.initial_seed()) if used is None else used), gen
-
-
-def rademacher_like(
-    params: Sequence[Tensor], generator: torch.Generator, num: int | None = None
-) -> list[Tensor]:
-    """Real Rademacher (+-1 with probability 1/2) probes shaped like ``params``.
-
-    One flat draw is split over the parameters. ``num`` probes give tensors ``(num, *shape)``.
-    """
-    n = sum(p.numel() for p in params)
-    dev = generator.device
-    shape = (n,) if num is None else (num, n)
-    flat = torch.randint(0, 2, shape, generator=generator, device=dev, dtype=torch.int8)
-    sizes = [p.numel() for p in params]
-    out = []
-    for chunk, p in zip(torch.split(flat, sizes, dim=-1), params):
-        v = chunk.to(device=p.device, dtype=p.dtype).mul_(2).sub_(1)
-        out.append(v.view(p.shape) if num is None else v.view(num, *p.shape))
-    return out
-
-
-def randn_flat(n: int, generator: torch.Generator, like: Tensor) -> Tensor:
-    z = torch.randn(n, generator=generator, device=generator.device, dtype=like.dtype)
-    return z.to(like.device)
-
-
-# -- products through the gradient graph ------------------------------------------------------
-
-
-def _grad_vector_products(grads, params, vectors, **kwargs) -> list[Tensor | None] | None:
-    """``autograd.grad`` of the gradients that carry a graph, against ``vectors``.
-
-    ``None`` when no gradient carries a graph; an entry is ``None`` where ``params[i]`` does
-    not enter the products.
-    """
-    pairs = [(g, v) for g, v in zip(grads, vectors) if g.requires_grad]
-    if not pairs:
-        return None
-    return torch.autograd.grad(
-        [g for g, _ in pairs],
-        list(params),
-        grad_outputs=[v for _, v in pairs],
-        retain_graph=True,
-        allow_unused=True,
-        **kwargs,
-    )
-
-
-def _zeros_for_missing(out, params, k: int | None = None) -> list[Tensor]:
-    """``out`` with every missing product (``None``, or all of them) replaced by zeros (of
-    shape ``(k, *p.shape)`` for ``k`` batched products)."""
-    out = [None] * len(params) if out is None else out
-    return [o if o is not None else _zeros(p, k) for o, p in zip(out, params)]
-
-
-def _zeros(p: Tensor, k: int | None) -> Tensor:
-    if k is None:
-        return torch.zeros_like(p)
-    return torch.zeros(k, *p.shape, dtype=p.dtype, device=p.device)
-
-
-def hvp(grads: Sequence[Tensor], params: Sequence[Tensor], vectors: Sequence[Tensor]):
-    """Hessian-vector product through a gradient graph (``create_graph=True`` gradients).
-
-    ``grads[i]`` is the gradient w.r.t. ``params[i]``; the product is the block of the Hessian
-    on ``params`` applied to ``vectors``. The graph is retained (the caller drops it).
-    """
-    return _zeros_for_missing(_grad_vector_products(grads, params, vectors), params)
-
-
-def hvp_batched(grads: Sequence[Tensor], params: Sequence[Tensor], vectors: Sequence[Tensor]):
-    """Like :func:`hvp` for ``k`` vectors at once: ``vectors[i]`` has shape ``(k, *shape)``."""
-    k = vectors[0].shape[0]
-    if k == 1:
-        return [h.unsqueeze(0) for h in hvp(grads, params, [v[0] for v in vectors])]
-    try:
-        out = _grad_vector_products(grads, params, vectors, is_grads_batched=True)
-    except RuntimeError:  # an op without a batching rule: one product at a time
-        cols = [hvp(grads, params, [v[j] for v in vectors]) for j in range(k)]
-        return [torch.stack([c[i] for c in cols]) for i in range(len(params))]
-    return _zeros_for_missing(out, params, k)
-
-
-def flat(tensors: Sequence[Tensor]) -> Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])
-
-
-def split_like(vec: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
-    sizes = [p.numel() for p in like]
-    return [c.view_as(p) for c, p in zip(torch.split(vec, sizes), like)]
-
-
-class BlockHessianOperator(CurvatureOperator):
-    """The Hessian block on ``params`` as a :class:`CurvatureOperator` (for ``curvlab.cg``)."""
-
-    def __init__(self, grads: Sequence[Tensor], params: Sequence[Tensor], *, reduce=None):
-        params = list(params)
-        n = sum(p.numel() for p in params)
-        super().__init__(n, params[0].dtype, params[0].device)
-        self.params = params
-        self._grads = list(grads)
-        self._reduce = reduce
-
-    def __matmul__(self, v):
-        out = super().__matmul__(v)
-        if self._reduce is not None and isinstance(out, Tensor):
-            self._reduce([out])
-        return out
-
-    def _matmat(self, V: Tensor) -> Tensor:
-        k = V.shape[1]
-        if k == 1:
-            return flat(hvp(self._grads, self.params, split_like(V[:, 0], self.params)))[:, None]
-        cols = V.T
-        sizes = [p.numel() for p in self.params]
-        vs = [c.reshape(k, *p.shape) for c, p in zip(torch.split(cols, sizes, dim=1), self.params)]
-        out = hvp_batched(self._grads, self.params, vs)
-        return torch.cat([o.reshape(k, -1) for o in out], dim=1).T
-
-
-def dense_block_hessian(
-    grads: Sequence[Tensor], params: Sequence[Tensor], *, chunk_size: int = 256
-) -> Tensor:
-    """Materialize the Hessian block on ``params`` (``n`` products, batched in chunks)."""
-    op = BlockHessianOperator(grads, params)
-    H = op.to_dense(chunk_size=chunk_size)
-    return 0.5 * (H + H.T)
-
-
-# -- the step context and the base class ------------------------------------------------------
-
-
-@dataclass
-class StepContext:
-    """What one step knows: the loss, the model output, gradients and the graph.
-
-    Attributes
-    ----------
-    loss : Tensor or None
-        The loss with its graph (``None`` on the legacy path).
-    output : Any
-        The second item the closure returned, if any (the model output).
-    params : list of Tensor
-        The parameters that received a gradient, in the optimizer's order.
-    grads : list of Tensor
-        Their gradients; they carry a graph when ``has_graph``.
-    has_graph : bool
-        Whether Hessian-vector products can be taken through ``grads``.
-    closure : callable or None
-        Re-evaluates the loss value (no graph), for line searches.
-    loss_value : Tensor or None
-        The loss, detached (kept after :meth:`release`).
-    loss_is_current : bool
-        ``False`` when other parameters moved since the loss was evaluated (a member of a
-        :class:`~curvlab.optim.BlockOptimizer` applied after another one).
-    counts : dict
-        Work done in this step: ``"hvps"`` (curvature-vector products), ``"gradients"`` and
-        ``"loss_evals"`` beyond the closure's evaluation and gradient.
-    """
-
-    loss: Tensor | None
-    output: Any
-    params: list[Tensor]
-    grads: list[Tensor]
-    has_graph: bool
-    closure: Callable[[], Tensor] | None
-    loss_value: Tensor | None = None
-    loss_is_current: bool = True
-    counts: dict = field(default_factory=lambda: {"hvps": 0, "gradients": 0, "loss_evals": 0})
-    _index: dict[int, int] = field(default_factory=dict)
-    _ops: list = field(default_factory=list)
-    #: data-parallel steps: gradients averaged over the process group (no graph)
-    global_grads: list[Tensor] | None = None
-    #: data-parallel steps: averages a list of tensors over the group, in place
-    reduce: Callable[[list[Tensor]], None] | None = None
-    world_size: int = 1
-
-    def __post_init__(self):
-        self._index = {id(p): i for i, p in enumerate(self.params)}
-        if self.loss is not None and self.loss_value is None:
-            self.loss_value = self.loss.detach()
-        if self.closure is not None:
-            inner = self.closure
-
-            def counted() -> Tensor:
-                self.counts["loss_evals"] += 1
-                return inner()
-
-            self.closure = counted
-
-    def has(self, p: Tensor) -> bool:
-        return id(p) in self._index
-
-    def grad_of(self, p: Tensor) -> Tensor:
-        """The gradient of ``p`` (averaged over the process group in data-parallel steps)."""
-        grads = self.grads if self.global_grads is None else self.global_grads
-        return grads[self._index[id(p)]]
-
-    def _graph_grads(self, params: Sequence[Tensor]) -> list[Tensor]:
-        return [self.grads[self._index[id(p)]] for p in params]
-
-    def _reduced(self, tensors: list[Tensor]) -> list[Tensor]:
-        if self.reduce is not None:
-            self.reduce(tensors)
-        return tensors
-
-    def require_graph(self, who: str) -> None:
-        if not self.has_graph:
-            raise ClosureError(
-                f"{who} needs Hessian-vector products but the gradients carry no graph: pass a "
-                "closure to step(), or call loss.backward(create_graph=True) before step()."
-            )
-
-    def hvp(self, params: Sequence[Tensor], vectors: Sequence[Tensor]) -> list[Tensor]:
-        """Hessian block on ``params`` times ``vectors`` (one tensor per parameter)."""
-        self.counts["hvps"] += 1
-        return self._reduced(hvp(self._graph_grads(params), params, vectors))
-
-    def hvp_batched(self, params: Sequence[Tensor], vectors: Sequence[Tensor]) -> list[Tensor]:
-        self.counts["hvps"] += int(vectors[0].shape[0])
-        return self._reduced(hvp_batched(self._graph_grads(params), params, vectors))
-
-    def dense_hessian(self, params: Sequence[Tensor]) -> Tensor:
-        """The dense Hessian block on ``params`` (``n`` products; averaged over the group)."""
-        H = dense_block_hessian(self._graph_grads(params), params)
-        self.counts["hvps"] += H.shape[0]
-        return self._reduced([H])[0]
-
-    def operator(self, params: Sequence[Tensor]) -> BlockHessianOperator:
-        return self.track(
-            BlockHessianOperator(self._graph_grads(params), params, reduce=self.reduce)
-        )
-
-    def track(self, op: CurvatureOperator) -> CurvatureOperator:
-        """Count the products of ``op`` in :attr:`counts` (read when the step ends)."""
-        self._ops.append(op)
-        return op
-
-    def total_counts(self) -> dict:
-        out = dict(self.counts)
-        out["hvps"] += sum(op.num_matvecs for op in self._ops)
-        return out
-
-    def release(self) -> None:
-        """Drop every reference to the graph."""
-        self.loss = None
-        self.output = None
-        if self.global_grads is not None:
-            self.grads = self.global_grads
-        else:
-            self.grads = [g.detach() for g in self.grads]
-        self.has_graph = False
-        self.counts = self.total_counts()
-        self._ops = []  # the operators hold the graph too
-
-
-def hutchinson_diagonal(
-    ctx: StepContext, params: Sequence[Tensor], generator: torch.Generator
-) -> list[Tensor]:
-    r"""One Hutchinson sample :math:`z \odot (H z)` of the Hessian diagonal on ``params``.
-
-    :math:`z` is a Rademacher probe drawn from ``generator``; one Hessian-vector product.
-    """
-    zs = rademacher_like(params, generator)
-    return [z * hz for z, hz in zip(zs, ctx.hvp(params, zs))]
+from .._checks import check_nonneg
+from .._distributed import RemoteRankError, all_reduce_checked
+from .._params import flatten, unflatten
+from ._closure import (
+    Closure,
+    ClosureError,
+    LegacyStepWarning,
+    evaluate_closure,
+    loss_of_frozen_step,
+    loss_only_closure,
+    take_gradient,
+    user_stacklevel,
+)
+from ._context import StepContext
+
+__all__ = ["CurvatureOptimizer", "GroupStepOptimizer"]
+
+#: attributes of torch's Optimizer that its own ``__setstate__`` recreates (the hooks): not
+#: copied, as torch does not copy them either
+_TORCH_HOOKS = frozenset(
+    {
+        "_optimizer_step_pre_hooks",
+        "_optimizer_step_post_hooks",
+        "_optimizer_state_dict_pre_hooks",
+        "_optimizer_state_dict_post_hooks",
+        "_optimizer_load_state_dict_pre_hooks",
+        "_optimizer_load_state_dict_post_hooks",
+    }
+)
+
+
+def _generator_like(gen: torch.Generator) -> torch.Generator:
+    """A new generator on the device of ``gen``, in the same state (an independent copy)."""
+    new = torch.Generator(device=gen.device)
+    new.set_state(gen.get_state().clone())
+    return new
 
 
 class CurvatureOptimizer(Optimizer):
@@ -481,9 +76,13 @@ class CurvatureOptimizer(Optimizer):
     Parameters
     ----------
     params
-        Parameters or parameter groups, as for any :class:`torch.optim.Optimizer`.
+        Parameters or parameter groups, as for any :class:`torch.optim.Optimizer`
+        (an iterable of tensors, of ``(name, tensor)`` pairs from ``named_parameters()``, or
+        of dicts).
     defaults
-        Default hyperparameters of a group.
+        Default hyperparameters of a group. They are validated (``_check_group``) before
+        the parameters are looked at, so a bad value is reported as such even when
+        ``params`` is empty or ``None``. ``lr`` may be a one-element tensor, as in torch.
     seed
         Seed of the probe generator (an int, a :class:`torch.Generator` or ``None`` for fresh
         entropy). The generator lives on the device of the first parameter.
@@ -492,7 +91,20 @@ class CurvatureOptimizer(Optimizer):
         returns the mean loss of its own shard (equal shard sizes); gradients, curvature
         products and loss values are averaged over the group explicitly (DDP does not
         synchronize double backward), probes are identical on every rank (the same seed;
-        ``seed=None`` takes rank 0's), so every rank takes the same step.
+        ``seed=None`` takes rank 0's), so every rank takes the same step. Every reduction
+        carries an error flag: when a rank fails during a step, the other ranks raise
+        :class:`curvlab._distributed.RemoteRankError` instead of waiting forever.
+
+    Notes
+    -----
+    Copies: ``copy.deepcopy(opt)`` copies every attribute a step needs (counters, seed,
+    the probe generator's state, per-parameter state) and steps exactly as the original
+    would, bit for bit; the copy shares the original's ``process_group`` (a process group
+    cannot be copied). Pickling (``torch.save(opt)``) keeps the same attributes except the
+    process group, which cannot be pickled: it is dropped with a warning, and the unpickled
+    optimizer refuses to step until ``opt.process_group`` is set again (to a group, or to
+    ``None`` for single-process steps). Hooks registered on the optimizer are not copied,
+    as in torch.
     """
 
     #: a closure is required (the method re-evaluates the loss)
@@ -510,13 +122,10 @@ class CurvatureOptimizer(Optimizer):
         seed: int | torch.Generator | None = 0,
         process_group=None,
     ):
-        if "lr" in defaults:
-            check_nonneg("lr", defaults["lr"])
-        super().__init__(params, defaults)
-        for group in self.param_groups:
-            if "lr" in group:
-                check_nonneg("lr", group["lr"])
-            self._check_group(group)
+        self._validate_group(dict(defaults))  # before torch looks at params
+        _random.check_seed(seed)
+        self._process_group_lost = False
+        super().__init__(params, defaults)  # validates every group (add_param_group)
         first = next((p for g in self.param_groups for p in g["params"]), None)
         device = first.device if first is not None else torch.device("cpu")
         self.process_group = process_group
@@ -530,7 +139,8 @@ class CurvatureOptimizer(Optimizer):
                 box = torch.tensor([_random.fresh_seed()], dtype=torch.int64, device=device)
                 dist.broadcast(box, src=dist.get_global_rank(process_group, 0), group=process_group)
                 seed = int(box.item())
-        self.seed, self._generator = make_generator(seed, device)
+        self._generator, used = _random.make_generator(seed, device, share=True)
+        self.seed = int(self._generator.initial_seed()) if used is None else used
         self._num_steps = 0
         self._legacy_warned = False
         self.counts = {"steps": 0, "loss_evals": 0, "gradients": 0, "hvps": 0}
@@ -554,17 +164,22 @@ class CurvatureOptimizer(Optimizer):
         raise NotImplementedError
 
     # -- helpers -----------------------------------------------------------------------------
+    def _validate_group(self, group: dict) -> None:
+        if "lr" in group:
+            check_nonneg(group["lr"], "lr", tensor_ok=True)
+        self._check_group(group)
+
     def add_param_group(self, param_group: dict) -> None:
         """Add a parameter group (a dict with ``"params"`` and optional hyperparameters).
 
-        The group's hyperparameters are validated like the constructor's.
+        The group's hyperparameters are validated like the constructor's, before the group
+        is added (a group with a bad value is not added).
         """
+        if isinstance(param_group, dict):
+            candidate = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
+            self._validate_group(candidate)
         super().add_param_group(param_group)
-        if hasattr(self, "_generator"):
-            group = self.param_groups[-1]
-            if "lr" in group:
-                check_nonneg("lr", group["lr"])
-            self._check_group(group)
+        self._check_group(self.param_groups[-1])  # normalizations (aliases) on the group itself
 
     def _own_params(self) -> list[Tensor]:
         return [p for g in self.param_groups for p in g["params"] if p.requires_grad]
@@ -605,6 +220,62 @@ class CurvatureOptimizer(Optimizer):
         """Number of steps taken so far."""
         return self._num_steps
 
+    @property
+    def process_group(self):
+        """The ``torch.distributed`` group of data-parallel steps (``None``: one process)."""
+        return self._process_group
+
+    @process_group.setter
+    def process_group(self, group) -> None:
+        self._process_group = group
+        self._process_group_lost = False
+
+    # -- copies and pickling -----------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything a step needs (pickling): the generator as its state, no process group,
+        no hooks (as in torch)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in _TORCH_HOOKS}
+        gen = state.pop("_generator", None)
+        if gen is not None:
+            state["_generator_state"] = (str(gen.device), gen.get_state())
+        if state.get("_process_group") is not None:
+            warnings.warn(
+                f"{type(self).__name__} is pickled without its process_group (a process group "
+                "cannot be pickled): set opt.process_group on the loaded optimizer before "
+                "stepping it.",
+                UserWarning,
+                stacklevel=2,
+            )
+            state["_process_group"] = None
+            state["_process_group_lost"] = True
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        saved = state.pop("_generator_state", None)
+        if saved is not None:
+            device, gen_state = saved
+            gen = torch.Generator(device=device)
+            gen.set_state(gen_state)
+            state["_generator"] = gen
+        super().__setstate__(state)
+
+    def __deepcopy__(self, memo: dict) -> CurvatureOptimizer:
+        """A copy that steps as the original would, bit for bit (its generator is an
+        independent copy in the same state); the process group is shared, hooks are not
+        copied (as in torch)."""
+        cls = type(self)
+        new = cls.__new__(cls)
+        memo[id(self)] = new
+        skip = _TORCH_HOOKS | {"_generator", "_process_group"}
+        state = {k: v for k, v in self.__dict__.items() if k not in skip}
+        state = copy.deepcopy(state, memo)
+        if "_generator" in self.__dict__:
+            state["_generator"] = _generator_like(self._generator)
+        state["_process_group"] = self.__dict__.get("_process_group")
+        Optimizer.__setstate__(new, state)
+        return new
+
     # -- the step ----------------------------------------------------------------------------
     def step(self, closure: Closure | None = None) -> Tensor | None:
         """Take one step.
@@ -620,11 +291,38 @@ class CurvatureOptimizer(Optimizer):
         Returns
         -------
         Tensor or None
-            The loss (detached) when a closure was given.
+            The loss (detached) when a closure was given. When no parameter of the optimizer
+            requires grad (a frozen block) the closure is evaluated, nothing is updated and
+            its loss is returned, as torch's optimizers do.
         """
+        if self._process_group_lost:
+            raise RuntimeError(
+                f"this {type(self).__name__} was unpickled without its process_group (a "
+                "process group cannot be pickled): set opt.process_group = <group> (or None "
+                "for single-process steps) before stepping."
+            )
         params = self._own_params()
         if closure is None:
-            return self._legacy_step(params)
+            return self._guarded(self._legacy_step, params)
+        if not params:
+            return loss_of_frozen_step(closure)
+        return self._guarded(self._closure_step, params, closure)
+
+    def _guarded(self, fn, *args):
+        """Run ``fn``; in data-parallel steps a local failure is reported to the other ranks
+        through the error flag of the reductions, so that none of them hangs."""
+        group = self.process_group
+        if group is None:
+            return fn(*args)
+        try:
+            return fn(*args)
+        except RemoteRankError:
+            raise
+        except Exception as err:  # the healthy ranks wait in a reduction: raise there too
+            all_reduce_checked([torch.zeros(1, device=self._generator.device)], err, group)
+            raise  # pragma: no cover - all_reduce_checked raised err
+
+    def _closure_step(self, params: list[Tensor], closure: Closure) -> Tensor:
         loss, output = evaluate_closure(closure)
         needs_graph = self._needs_graph()
         grads = take_gradient(loss, params, create_graph=needs_graph)
@@ -661,7 +359,7 @@ class CurvatureOptimizer(Optimizer):
                 "(loss.backward(create_graph=True); opt.step()); prefer "
                 "opt.step(closure) with a closure that returns the loss.",
                 LegacyStepWarning,
-                stacklevel=_user_stacklevel(),
+                stacklevel=user_stacklevel(),
             )
             self._legacy_warned = True
         return StepContext(None, None, used, grads, has_graph, None)
@@ -704,7 +402,8 @@ class CurvatureOptimizer(Optimizer):
     def _distributed_context(self, loss, output, used, used_grads, has_graph, closure):
         """A step context whose gradients, products and loss values are averaged over the
         process group (each rank's closure computes the mean loss of its own shard; shards of
-        equal size make the average the full-batch mean, as under DDP)."""
+        equal size make the average the full-batch mean, as under DDP). Every reduction is
+        :func:`curvlab._distributed.all_reduce_checked` (an error flag first)."""
         group = self.process_group
         world = dist.get_world_size(group)
 
@@ -712,7 +411,7 @@ class CurvatureOptimizer(Optimizer):
             if not tensors:
                 return
             buf = torch.cat([t.detach().reshape(-1) for t in tensors])
-            dist.all_reduce(buf, group=group)
+            all_reduce_checked([buf], None, group)
             buf /= world
             for t, c in zip(tensors, torch.split(buf, [t.numel() for t in tensors])):
                 with torch.no_grad():
@@ -816,9 +515,9 @@ class GroupStepOptimizer(CurvatureOptimizer):
                 plan.append(None)
                 info.append({})
                 continue
-            g = flat([ctx.grad_of(p).detach() for p in params])
+            g = flatten([ctx.grad_of(p).detach() for p in params])
             step, stats = self._group_step(ctx, group, params, g)
-            plan.append((params, split_like(step, params)))
+            plan.append((params, unflatten(step, params)))
             info.append(stats)
         self.last_info = info
         return plan

@@ -18,14 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._base import (
-    CurvatureOptimizer,
-    StepContext,
-    check_betas,
-    check_int,
-    check_nonneg,
-    check_positive,
-)
+from .._checks import check_betas, check_int, check_nonneg, check_positive
+from ._base import CurvatureOptimizer
+from ._context import StepContext
 
 __all__ = ["ClippedMomentumOptimizer"]
 
@@ -57,16 +52,16 @@ class ClippedMomentumOptimizer(CurvatureOptimizer):
         seed: int | torch.Generator | None,
         process_group,
     ):
-        check_int("update_each", update_each)
+        check_int(update_each, "update_each")
         self.update_each = update_each
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
-        check_betas(group["betas"])
-        check_positive("rho", group["rho"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        check_nonneg("eps", group["eps"])
+        check_betas(group["betas"], "betas")
+        check_positive(group["rho"], "rho")
+        check_nonneg(group["weight_decay"], "weight_decay")
+        check_nonneg(group["eps"], "eps")
 
     def _refresh(self) -> bool:
         return self._num_steps % self.update_each == 0

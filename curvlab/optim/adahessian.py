@@ -7,15 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from ._base import (
-    CurvatureOptimizer,
-    StepContext,
-    check_betas,
-    check_int,
-    check_nonneg,
-    hutchinson_diagonal,
-    rademacher_like,
-)
+from .._checks import check_betas, check_int, check_nonneg, check_real
+from .._random import rademacher_like
+from ._base import CurvatureOptimizer
+from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["AdaHessian"]
 
@@ -119,8 +114,8 @@ class AdaHessian(CurvatureOptimizer):
         seed: int | torch.Generator | None = 0,
         process_group=None,
     ):
-        check_int("n_samples", n_samples)
-        check_int("update_each", update_each)
+        check_int(n_samples, "n_samples")
+        check_int(update_each, "update_each")
         self.n_samples = n_samples
         self.update_each = update_each
         self.spatial_average = bool(spatial_average)
@@ -144,11 +139,11 @@ class AdaHessian(CurvatureOptimizer):
         return cls(params, **kwargs)
 
     def _check_group(self, group):
-        check_betas(group["betas"])
-        check_nonneg("eps", group["eps"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        k = group["hessian_power"]
-        if not isinstance(k, (int, float)) or not 0.0 <= k <= 1.0:
+        check_betas(group["betas"], "betas")
+        check_nonneg(group["eps"], "eps")
+        check_nonneg(group["weight_decay"], "weight_decay")
+        k = check_real(group["hessian_power"], "hessian_power")
+        if not 0.0 <= k <= 1.0:
             raise ValueError(f"hessian_power must be in [0, 1], got {k!r}.")
 
     def _needs_graph(self) -> bool:

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import torch
 
-from ._base import CurvatureOptimizer, StepContext, check_beta, check_int, check_nonneg
+from .._checks import check_beta, check_int, check_nonneg
+from ._base import CurvatureOptimizer
+from ._context import StepContext
 
 __all__ = ["Apollo"]
 
 REBOUNDS = ("constant", "belief")
 WEIGHT_DECAY_TYPES = ("L2", "decoupled", "stable")
+
+
+def _warmup_start(init_lr: float, lr) -> float:
+    """The warm-up's starting fraction of ``lr`` (1 for ``lr = 0``: nothing to warm up)."""
+    lr = float(lr)
+    return 1.0 if lr == 0 else float(init_lr) / lr
 
 
 class Apollo(CurvatureOptimizer):
@@ -30,8 +38,24 @@ class Apollo(CurvatureOptimizer):
     as in the authors' code (:math:`B` is the diagonal quasi-Newton curvature, updated by the
     weak secant condition). The rectification bound :math:`\sigma` ("rebound") was 1 in the
     mid-2021 code and 0.01 in the later version; ``rebound="belief"`` uses
-    :math:`\max(|B_t|, \lVert g_t - m_{t-1}\rVert_\infty) + \epsilon/\alpha_t` instead. The
-    learning rate warms up linearly from ``init_lr`` to ``lr`` over ``warmup`` steps.
+    :math:`\max(|B_t|, \lVert g_t - m_{t-1}\rVert_\infty) + \epsilon/\alpha_t` instead.
+
+    Warm-up: over the first ``warmup`` steps of a parameter, its step size is the group's
+    *current* ``lr`` times a factor that rises linearly from ``init_lr / lr`` to 1,
+
+    .. math::
+
+        \eta_t = \eta \left( r + (1 - r) \frac{t}{T_w} \right), \quad t < T_w, \qquad
+        r = \frac{\text{init\_lr}}{\text{lr}},
+
+    so that with the constructor's values it goes from ``init_lr`` to ``lr`` as in the
+    authors' code, and it follows each group's ``lr``: a group with its own ``lr`` (and no
+    ``init_lr`` of its own) keeps the ratio :math:`r` of the constructor's values (it does
+    not start from the absolute ``init_lr``), and a learning-rate scheduler that changes
+    ``lr`` scales the warm-up steps too. A group that sets its own ``init_lr`` uses the ratio
+    of its own ``init_lr`` and ``lr``. The ratio is stored in the group as
+    ``"warmup_start"`` (it is part of the ``state_dict``). ``warmup=0`` disables the
+    warm-up (torch-optimizer's default).
 
     Parameters
     ----------
@@ -48,9 +72,10 @@ class Apollo(CurvatureOptimizer):
     rebound
         ``"constant"`` (default, :math:`\sigma`) or ``"belief"``.
     warmup
-        Warm-up steps (default 100; 0 disables).
+        Warm-up steps :math:`T_w` (default 100, the authors' code; 0 disables).
     init_lr
-        Initial learning rate of the warm-up (default 0.01).
+        Initial learning rate of the warm-up for ``lr`` (default 0.01); a group with another
+        ``lr`` starts from the same fraction ``init_lr / lr`` of its own ``lr``.
     weight_decay
         Weight decay (default 0).
     weight_decay_type
@@ -103,13 +128,28 @@ class Apollo(CurvatureOptimizer):
         )
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
+    def add_param_group(self, param_group: dict) -> None:
+        """Add a parameter group; its warm-up starts at ``init_lr / lr`` of its ``lr`` (the
+        group's own ``init_lr`` and ``lr`` if it sets ``init_lr``, else the constructor's)."""
+        if isinstance(param_group, dict) and "warmup_start" not in param_group:
+            if "init_lr" in param_group:
+                init, lr = param_group["init_lr"], param_group.get("lr", self.defaults["lr"])
+            else:
+                init, lr = self.defaults["init_lr"], self.defaults["lr"]
+            check_nonneg(init, "init_lr")
+            check_nonneg(lr, "lr", tensor_ok=True)
+            param_group["warmup_start"] = _warmup_start(init, lr)
+        super().add_param_group(param_group)
+
     def _check_group(self, group):
-        check_beta("beta", group["beta"])
-        check_nonneg("eps", group["eps"])
-        check_nonneg("sigma", group["sigma"])
-        check_nonneg("init_lr", group["init_lr"])
-        check_nonneg("weight_decay", group["weight_decay"])
-        check_int("warmup", group["warmup"], minimum=0)
+        check_beta(group["beta"], "beta")
+        if "warmup_start" in group:
+            check_nonneg(group["warmup_start"], "warmup_start")
+        check_nonneg(group["eps"], "eps")
+        check_nonneg(group["sigma"], "sigma")
+        check_nonneg(group["init_lr"], "init_lr")
+        check_nonneg(group["weight_decay"], "weight_decay")
+        check_int(group["warmup"], "warmup", minimum=0)
         if group["rebound"] not in REBOUNDS:
             raise ValueError(f"rebound must be one of {REBOUNDS}, got {group['rebound']!r}.")
         if group["weight_decay_type"] not in WEIGHT_DECAY_TYPES:
@@ -130,9 +170,10 @@ class Apollo(CurvatureOptimizer):
             beta, eps, wd = group["beta"], group["eps"], group["weight_decay"]
             wd_type = group["weight_decay_type"]
             if state["step"] < group["warmup"]:
-                lr = (group["lr"] - group["init_lr"]) * state["step"] / group["warmup"] + group[
-                    "init_lr"
-                ]
+                r = group.get("warmup_start")
+                if r is None:  # a state_dict saved before "warmup_start" existed
+                    r = _warmup_start(group["init_lr"], group["lr"])
+                lr = group["lr"] * (r + (1 - r) * state["step"] / group["warmup"])
             else:
                 lr = group["lr"]
             grad = p.grad

@@ -9,18 +9,11 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._base import (
-    ClosureError,
-    CurvatureOptimizer,
-    evaluate_closure,
-    take_gradient,
-)
+from ._base import CurvatureOptimizer
+from ._closure import ClosureError, evaluate_closure, step, take_gradient
+from ._closure import trainable_params as _params_of
 
 __all__ = ["BlockOptimizer", "compose"]
-
-
-def _params_of(opt: Optimizer) -> list[Tensor]:
-    return [p for g in opt.param_groups for p in g["params"] if p.requires_grad]
 
 
 class BlockOptimizer:
@@ -144,13 +137,13 @@ class BlockOptimizer:
         loss_value = loss.detach()
         del loss, output
 
-        for i, (opt, block) in enumerate(zip(self.optimizers, blocks)):
+        for i, opt in enumerate(self.optimizers):
             if i in ctxs:
                 ctxs[i].loss_is_current = i == 0
                 opt._finish(ctxs[i], plans[i])
                 opt._opt_called = True  # what torch's LR schedulers check after step()
             elif isinstance(opt, torch.optim.LBFGS):
-                opt.step(_block_closure(closure, block))
+                step(opt, closure)  # re-evaluates the loss and the gradient of its block
             else:
                 opt.step()
         return loss_value
@@ -176,19 +169,6 @@ class BlockOptimizer:
             else:
                 opt.step()
         return None
-
-
-def _block_closure(closure: Callable[[], Any], block: list[Tensor]) -> Callable[[], Tensor]:
-    """For closure-based torch optimizers: loss and the gradient of one block."""
-
-    def f() -> Tensor:
-        loss, _ = evaluate_closure(closure)
-        grads = take_gradient(loss, block, create_graph=False)
-        for p, g in zip(block, grads):
-            p.grad = None if g is None else g.detach()
-        return loss.detach()
-
-    return f
 
 
 def compose(*optimizers: Optimizer) -> BlockOptimizer:

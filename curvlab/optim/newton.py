@@ -7,8 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_nonneg, check_positive
 from ..linalg.solve import cg
-from ._base import GroupStepOptimizer, StepContext, check_int, check_nonneg, check_positive
+from ._base import GroupStepOptimizer
+from ._context import StepContext
 
 __all__ = ["DampedNewton"]
 
@@ -111,7 +113,7 @@ class DampedNewton(GroupStepOptimizer):
         seed: int | torch.Generator | None = 0,
         process_group=None,
     ):
-        check_int("update_each", update_each)
+        check_int(update_each, "update_each")
         if alpha is not None:
             lr = alpha
         if lam is not None:
@@ -133,15 +135,15 @@ class DampedNewton(GroupStepOptimizer):
             raise ValueError(f"variant must be one of {VARIANTS}, got {group['variant']!r}.")
         if group["solver"] not in SOLVERS:
             raise ValueError(f"solver must be one of {SOLVERS}, got {group['solver']!r}.")
-        check_nonneg("damping", group["damping"])
+        check_nonneg(group["damping"], "damping")
         if group["variant"] in ("gradreg", "aic"):
-            check_positive("L", group["L"])
+            check_positive(group["L"], "L")
         else:
-            check_nonneg("L", group["L"])
+            check_nonneg(group["L"], "L")
         if group["cg_tol"] is not None:
-            check_positive("cg_tol", group["cg_tol"])
+            check_positive(group["cg_tol"], "cg_tol")
         if group["cg_max_iter"] is not None:
-            check_int("cg_max_iter", group["cg_max_iter"])
+            check_int(group["cg_max_iter"], "cg_max_iter")
         if self.update_each > 1 and group["solver"] != "dense":
             raise ValueError(
                 "update_each > 1 reuses a dense Hessian: use solver='dense', or update_each=1."

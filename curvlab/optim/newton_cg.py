@@ -7,18 +7,14 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from .._autograd import vjp_batched
+from .._checks import check_int, check_nonneg, check_positive
+from .._params import flatten, flatten_batched, unflatten
 from ..linalg.solve import cg
 from ..operators.base import CurvatureOperator
-from ._base import (
-    ClosureError,
-    CurvatureOptimizer,
-    StepContext,
-    check_int,
-    check_nonneg,
-    check_positive,
-    flat,
-    split_like,
-)
+from ._base import CurvatureOptimizer
+from ._closure import ClosureError
+from ._context import StepContext
 
 __all__ = ["NewtonCG"]
 
@@ -43,25 +39,12 @@ class _GGNBlockOperator(CurvatureOperator):
         )
         self._w = [torch.zeros_like(p) if x is None else x for x, p in zip(w, params)]
 
-    def _matvec(self, v: Tensor) -> Tensor:
-        vs = split_like(v, self.params)
-        pairs = [(w, x) for w, x in zip(self._w, vs) if w.requires_grad]
-        if not pairs:
-            return torch.zeros_like(v)
-        (jv,) = torch.autograd.grad(
-            [w for w, _ in pairs], self._u, grad_outputs=[x for _, x in pairs], retain_graph=True
-        )
-        if self._gl.requires_grad:
-            (hjv,) = torch.autograd.grad(self._gl, self._out, grad_outputs=jv, retain_graph=True)
-        else:
-            hjv = torch.zeros_like(jv)
-        out = torch.autograd.grad(
-            self._out, self.params, grad_outputs=hjv, retain_graph=True, allow_unused=True
-        )
-        return flat([torch.zeros_like(p) if o is None else o for o, p in zip(out, self.params)])
-
     def _matmat(self, V: Tensor) -> Tensor:
-        out = torch.stack([self._matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+        k = V.shape[1]
+        # J V, then H_l (J V), then J^T (H_l J V): three vector-Jacobian products
+        (jv,) = vjp_batched(self._w, [self._u], unflatten(V, self.params), k, retain_graph=True)
+        (hjv,) = vjp_batched([self._gl], [self._out], [jv], k, retain_graph=True)
+        out = flatten_batched(vjp_batched([self._out], self.params, [hjv], k, retain_graph=True), k)
         if self._reduce is not None:
             self._reduce([out])
         return out
@@ -166,9 +149,9 @@ class NewtonCG(CurvatureOptimizer):
             curvature = "ggn"
         if curvature not in CURVATURES:
             raise ValueError(f"curvature must be one of {CURVATURES}, got {curvature!r}.")
-        check_nonneg("min_damping", min_damping)
-        check_nonneg("armijo_c", armijo_c)
-        check_int("max_backtracks", max_backtracks, minimum=0)
+        check_nonneg(min_damping, "min_damping")
+        check_nonneg(armijo_c, "armijo_c")
+        check_int(max_backtracks, "max_backtracks", minimum=0)
         self.curvature = curvature
         self.adapt_damping = bool(adapt_damping)
         self.min_damping = float(min_damping)
@@ -181,9 +164,9 @@ class NewtonCG(CurvatureOptimizer):
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
-        check_nonneg("damping", group["damping"])
-        check_int("cg_max_iter", group["cg_max_iter"])
-        check_positive("cg_tol", group["cg_tol"])
+        check_nonneg(group["damping"], "damping")
+        check_int(group["cg_max_iter"], "cg_max_iter")
+        check_positive(group["cg_tol"], "cg_tol")
         group.setdefault("lm_damping", float(group["damping"]))
 
     def _needs_graph(self) -> bool:
@@ -213,7 +196,7 @@ class NewtonCG(CurvatureOptimizer):
             if not params:
                 plan.append(None)
                 continue
-            g = flat([ctx.grad_of(p).detach() for p in params])
+            g = flatten([ctx.grad_of(p).detach() for p in params])
             op = self._operator(ctx, params)
             lam = max(float(group["lm_damping"]), self.min_damping)
             res = cg(op, -g, damping=lam, tol=group["cg_tol"], max_iter=group["cg_max_iter"])
@@ -225,7 +208,7 @@ class NewtonCG(CurvatureOptimizer):
             eta = float(group["lr"])
             gs = eta * float(g @ d)
             q = gs + 0.5 * eta * eta * float(d @ Bd)
-            plan.append((params, split_like(eta * d, params), gs, q, res.num_iter))
+            plan.append((params, unflatten(eta * d, params), gs, q, res.num_iter))
         return plan
 
     def _apply(self, ctx: StepContext, plan):

@@ -7,14 +7,10 @@ import math
 import torch
 from torch import Tensor
 
-from ._base import (
-    GroupStepOptimizer,
-    StepContext,
-    check_int,
-    check_nonneg,
-    check_positive,
-    randn_flat,
-)
+from .._checks import check_int, check_nonneg, check_positive
+from .._random import randn_flat
+from ._base import GroupStepOptimizer
+from ._context import StepContext
 
 __all__ = ["SCRN", "cauchy_step", "solve_tridiagonal_cubic"]
 
@@ -169,12 +165,12 @@ class SCRN(GroupStepOptimizer):
         super().__init__(params, defaults, seed=seed, process_group=process_group)
 
     def _check_group(self, group):
-        check_positive("rho", group["rho"])
-        check_positive("l", group["l"])
-        check_nonneg("eps", group["eps"])
-        check_nonneg("c_prime", group["c_prime"])
-        check_int("inner_steps", group["inner_steps"], minimum=0)
-        check_int("krylov_dim", group["krylov_dim"])
+        check_positive(group["rho"], "rho")
+        check_positive(group["l"], "l")
+        check_nonneg(group["eps"], "eps")
+        check_nonneg(group["c_prime"], "c_prime")
+        check_int(group["inner_steps"], "inner_steps", minimum=0)
+        check_int(group["krylov_dim"], "krylov_dim")
         if group["subsolver"] == "krylov":
             group["subsolver"] = "lanczos"
         if group["subsolver"] not in SUBSOLVERS:

@@ -6,8 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._base import ClosureError, StepContext, check_positive, hutchinson_diagonal, take_gradient
+from .._checks import check_positive
 from ._clipped_momentum import ClippedMomentumOptimizer
+from ._closure import ClosureError, take_gradient
+from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["Sophia"]
 
@@ -154,7 +156,7 @@ class Sophia(ClippedMomentumOptimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        check_positive("eps", group["eps"])
+        check_positive(group["eps"], "eps")
 
     def _needs_graph(self) -> bool:
         return self.estimator == "hutchinson" and self._refresh()

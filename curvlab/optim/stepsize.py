@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import torch
 
-from ._base import StepContext, hutchinson_diagonal
 from ._clipped_momentum import ClippedMomentumOptimizer
+from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["SSDH", "SADH", "SSVP", "StepSizeOptimizer"]
 

@@ -6,12 +6,13 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
+from .._random import make_generator
 from .problem import (
     Problem,
     Seed,
     check_positive_int,
+    check_seed,
     loaders,
-    make_generator,
     seeded_init,
 )
 
@@ -99,7 +100,7 @@ def attention_regression(
     check_positive_int(n_test, "n_test", minimum=0)
     for v, nm in ((seq_len, "seq_len"), (embed_dim, "embed_dim"), (num_heads, "num_heads")):
         check_positive_int(v, nm)
-    gen = make_generator(seed)
+    gen = make_generator(check_seed(seed), share=True)[0]
     with seeded_init(gen):
         model = SelfAttention(embed_dim, num_heads).to(dtype)
     shape = (seq_len, embed_dim)

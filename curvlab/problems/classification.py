@@ -8,10 +8,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from .._random import make_generator
 from .digits import digits
 from .lenet import LeNet5
 from .mlp import MLP
-from .problem import Problem, Seed, check_positive_int, loaders, make_generator, seeded_init
+from .problem import Problem, Seed, check_positive_int, check_seed, loaders, seeded_init
 from .resnet import ResNet
 from .transformer import Transformer
 from .vision import VISION_DATASETS, vision
@@ -134,7 +135,7 @@ def image_classification(
     check_positive_int(size, "size")
     check_positive_int(batch_size, "batch_size")
 
-    gen = make_generator(seed)
+    gen = make_generator(check_seed(seed), share=True)[0]
     if build is not None:
         with seeded_init(gen):
             model = build(size, channels).to(dtype)

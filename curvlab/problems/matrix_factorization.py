@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .problem import ObjectiveLoss, Problem, Seed, check_positive_int, make_generator
+from .._random import make_generator
+from .problem import ObjectiveLoss, Problem, Seed, check_positive_int, check_seed
 
 __all__ = ["MatrixFactorization", "matrix_factorization"]
 
@@ -62,7 +63,7 @@ class MatrixFactorization(nn.Module):
             check_positive_int(v, nm)
         if not reg >= 0:
             raise ValueError(f"reg must be >= 0, got {reg!r}.")
-        gen = make_generator(seed)
+        gen = make_generator(check_seed(seed), share=True)[0]
         self.reg = float(reg)
         self.P = nn.Parameter(init_scale * torch.randn(m, rank, generator=gen, dtype=dtype))
         self.Q = nn.Parameter(init_scale * torch.randn(rank, n, generator=gen, dtype=dtype))
@@ -126,7 +127,7 @@ def matrix_factorization(
     ((40, 100, 100), (100, 5), (5, 100))
     """
     check_positive_int(n_matrices, "n_matrices")
-    gen = make_generator(seed)
+    gen = make_generator(check_seed(seed), share=True)[0]
     check_positive_int(m, "m")
     check_positive_int(n, "n")
     M = torch.randn(n_matrices, m, n, generator=gen, dtype=dtype)

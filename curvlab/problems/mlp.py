@@ -110,12 +110,13 @@ class DeepLinear(nn.Sequential):
     """
 
     def __init__(self, *dims: int, seed: int | torch.Generator = 0, dtype=torch.float32):
-        from .problem import make_generator
+        from .._random import make_generator
+        from .problem import check_seed
 
         dims = _check_widths(dims, "dims")
         if len(dims) < 2:
             raise ValueError(f"DeepLinear needs at least an input and an output size, got {dims}.")
-        gen = make_generator(seed)
+        gen = make_generator(check_seed(seed), share=True)[0]
         layers = []
         for i in range(len(dims) - 1):
             # skip_init: no default initialization, so the global RNG is never touched

@@ -19,18 +19,15 @@ __all__ = ["Problem", "loaders", "RMSELoss", "ObjectiveLoss"]
 Seed = int | torch.Generator
 
 
-def check_seed(seed: Seed) -> None:
-    """Raise unless ``seed`` is an int or a ``torch.Generator``: problems are always seeded."""
+def check_seed(seed: Seed) -> Seed:
+    """Return ``seed``; raise unless it is an int or a ``torch.Generator``: problems are always
+    seeded (``None`` is refused). The builders then call
+    ``curvlab._random.make_generator(check_seed(seed), share=True)``: a fresh CPU generator for
+    an int, the given generator itself otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, int | torch.Generator):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}.")
     _random.check_seed(seed)  # a negative int: ValueError
-
-
-def make_generator(seed: Seed) -> torch.Generator:
-    """A CPU generator for ``seed``: a fresh one seeded with an int, or the given generator
-    itself (``share=True`` of :func:`curvlab._random.make_generator`)."""
-    check_seed(seed)
-    return _random.make_generator(seed, share=True)[0]
+    return seed
 
 
 @contextmanager

@@ -7,8 +7,9 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
+from .._random import make_generator
 from .mlp import DeepLinear
-from .problem import Problem, RMSELoss, Seed, check_positive_int, loaders, make_generator
+from .problem import Problem, RMSELoss, Seed, check_positive_int, check_seed, loaders
 
 __all__ = ["rahimi_recht", "rahimi_recht_matrix", "PUBLISHED_CONDITION_NUMBERS"]
 
@@ -169,7 +170,8 @@ def rahimi_recht_matrix(
     check_positive_int(xdim, "xdim")
     check_positive_int(ydim, "ydim")
     check_positive_int(max_draws, "max_draws")
-    return _draw_matrix(c, xdim, ydim, make_generator(seed), cond_range, max_draws)[0]
+    gen = make_generator(check_seed(seed), share=True)[0]
+    return _draw_matrix(c, xdim, ydim, gen, cond_range, max_draws)[0]
 
 
 def rahimi_recht(
@@ -237,7 +239,7 @@ def rahimi_recht(
         (ydim, "ydim"),
     ):
         check_positive_int(v, nm)
-    gen = make_generator(seed)
+    gen = make_generator(check_seed(seed), share=True)[0]
     A, cond, num_draws, window = _draw_matrix(c, xdim, ydim, gen, cond_range, 10**7)
     model = DeepLinear(xdim, wdim, ydim, seed=gen, dtype=dtype)
     X = torch.randn(n_train, xdim, generator=gen, dtype=torch.float64)

@@ -12,7 +12,7 @@ from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
 from curvlab.optim import AdaHessian, DampedNewton, NewtonCG, Sophia
-from curvlab.optim._base import rademacher_like
+from curvlab._random import rademacher_like
 from curvlab.optim.newton_cg import _GGNBlockOperator
 from curvlab.optim.sophia import sampled_label_loss
 
