@@ -277,6 +277,25 @@ def keep_buffers(model: nn.Module):
                     b.data.copy_(s)
 
 
+@contextmanager
+def _no_running_stats(model: nn.Module):
+    """BatchNorm in train mode without its running-statistics update, for ``torch.func``
+    transforms (which cannot mutate captured buffers). The output is the same: in train mode
+    BatchNorm normalizes with the batch statistics either way."""
+    bns = [
+        m
+        for m in model.modules()
+        if isinstance(m, _NORM_MODULES) and m.training and m.track_running_stats
+    ]
+    for m in bns:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in bns:
+            m.track_running_stats = True
+
+
 def batchnorm_in_train_mode(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, _NORM_MODULES) and m.training]
 
@@ -566,7 +585,8 @@ class EmpiricalRisk:
         if params is None:
             out = call_model(self.model, batch.X)
         else:
-            out = call_functional(self.model, params, batch.X)
+            with _no_running_stats(self.model):
+                out = call_functional(self.model, params, batch.X)
         return model_output(out, (batch.X, batch.y), self.output)
 
     def batch_loss(self, out: Tensor, batch: Batch, *, functional: bool = False) -> Tensor:
