@@ -60,7 +60,7 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(0)
     v = torch.randn(n, generator=gen)
     V = torch.randn(n, 8, generator=gen)
-    G = median_time(H.loss_and_gradient, args.repeats)
+    G = median_time(cl.EmpiricalRisk(model, loss_fn, data).loss_and_gradient, args.repeats)
     rows = []
     for name, cls in (("hessian", cl.HessianOperator), ("ggn", cl.GGNOperator)):
         for mode in ("rev-rev", "fwd-rev"):

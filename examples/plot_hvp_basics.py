@@ -52,9 +52,11 @@ print(f"{H.shape[0]} parameters, {H.num_data} samples")
 # %%
 # Finite differences of the gradient
 # ----------------------------------
-# The gradient at shifted parameters comes from the operator's
-# :meth:`~curvlab.EmpiricalRiskOperator.loss_and_gradient` after moving the weights,
-# and we put them back afterwards.
+# The gradient at shifted parameters comes from the empirical risk the operator is built on
+# (:class:`curvlab.EmpiricalRisk`, ``H.risk``: the same batches, weights and model outputs),
+# :meth:`~curvlab.EmpiricalRisk.loss_and_gradient`, after moving the weights; we put them
+# back afterwards.
+risk = cl.EmpiricalRisk(model, loss_fn, batches)
 params = list(model.parameters())
 theta = flatten([p.detach() for p in params]).clone()
 
@@ -62,7 +64,7 @@ theta = flatten([p.detach() for p in params]).clone()
 def gradient_at(t):
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(t, params)
-    _, g = H.loss_and_gradient()
+    _, g = risk.loss_and_gradient()
     with torch.no_grad():
         torch.nn.utils.vector_to_parameters(theta, params)
     return g
@@ -121,7 +123,7 @@ def median_time(fn, repeats=5):
     return float(np.median(times))
 
 
-t_grad = median_time(H.loss_and_gradient)
+t_grad = median_time(risk.loss_and_gradient)
 V8 = torch.randn(H.shape[0], 8, generator=gen, dtype=torch.float64)
 for name, op in (("rev-rev", H), ("fwd-rev", H_fwd)):
     t1 = median_time(lambda op=op: op @ v)

@@ -131,7 +131,7 @@ print(f"top Hessian eigenvalues: {eigvals.tolist()}")
 # :math:`L(\theta) + a\, g^\top v_1 + \lambda_1 a^2 / 2`; we compare it with the measured
 # slice (the gradient term is small at a trained model). They agree near :math:`a = 0`; further
 # out the loss is no longer quadratic.
-_, grad = H.loss_and_gradient()
+_, grad = H.risk.loss_and_gradient()
 top = landscape.line(model, loss_fn, eval_data, eig_dirs[0], span=(-1, 1), steps=STEPS_1D,
                      progress=False)
 a = top.coords

@@ -339,3 +339,12 @@ def test_merge_takes_each_workload_from_its_last_run():
     other["machine"]["threads"] = 4
     with pytest.raises(ValueError, match="threads"):
         merge([old, other])
+
+
+def test_data_contract_check_runs(capsys):
+    from benchmarks import data_contract
+
+    data_contract.main(["--quick", "--draws", "200"])
+    out = capsys.readouterr().out
+    assert "default check: ValueError" in out  # the shuffled loader is refused
+    assert "EF/loop 1.0000" in out

@@ -247,7 +247,7 @@ for r in runs.values():
     H = cl.HessianOperator(model, loss_fn, [fixed])
     dirs = landscape.eigen_directions(H, num=2, seed=SEED, tol=TOL, max_matvecs=MAX_MATVECS)
     r["lambda_min"] = cl.eigsh(H, k=1, which="SA", tol=1e-2, seed=SEED, max_matvecs=MAX_MATVECS)
-    _, grad = H.loss_and_gradient()
+    _, grad = H.risk.loss_and_gradient()
     r["fixed_grad_norm"] = float(torch.linalg.vector_norm(grad))
     r["line"] = landscape.line(model, loss_fn, [fixed], dirs[0], span=(-1, 1), steps=STEPS_1D,
                                progress=False)
