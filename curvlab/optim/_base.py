@@ -58,6 +58,19 @@ _TORCH_HOOKS = frozenset(
 )
 
 
+def _copied_items(opt: Optimizer, skip: frozenset | set = frozenset()) -> dict[str, Any]:
+    """The instance attributes of ``opt`` that a copy keeps: all but torch's hooks and the
+    instance attributes that shadow a method of the class (the ``step`` wrapper an LR
+    scheduler installs holds a reference to the original optimizer: a copy must not call
+    it; torch's ``__setstate__`` patches the copy's own ``step``)."""
+    cls = type(opt)
+    return {
+        k: v
+        for k, v in opt.__dict__.items()
+        if k not in _TORCH_HOOKS and k not in skip and not callable(getattr(cls, k, None))
+    }
+
+
 def _generator_like(gen: torch.Generator) -> torch.Generator:
     """A new generator on the device of ``gen``, in the same state (an independent copy)."""
     new = torch.Generator(device=gen.device)
@@ -234,7 +247,7 @@ class CurvatureOptimizer(Optimizer):
     def __getstate__(self) -> dict[str, Any]:
         """Everything a step needs (pickling): the generator as its state, no process group,
         no hooks (as in torch)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in _TORCH_HOOKS}
+        state = _copied_items(self)
         gen = state.pop("_generator", None)
         if gen is not None:
             state["_generator_state"] = (str(gen.device), gen.get_state())
@@ -267,9 +280,7 @@ class CurvatureOptimizer(Optimizer):
         cls = type(self)
         new = cls.__new__(cls)
         memo[id(self)] = new
-        skip = _TORCH_HOOKS | {"_generator", "_process_group"}
-        state = {k: v for k, v in self.__dict__.items() if k not in skip}
-        state = copy.deepcopy(state, memo)
+        state = copy.deepcopy(_copied_items(self, {"_generator", "_process_group"}), memo)
         if "_generator" in self.__dict__:
             state["_generator"] = _generator_like(self._generator)
         state["_process_group"] = self.__dict__.get("_process_group")
@@ -302,10 +313,10 @@ class CurvatureOptimizer(Optimizer):
                 "for single-process steps) before stepping."
             )
         params = self._own_params()
+        if not params:  # a frozen block: nothing to do, as in torch
+            return None if closure is None else loss_of_frozen_step(closure)
         if closure is None:
             return self._guarded(self._legacy_step, params)
-        if not params:
-            return loss_of_frozen_step(closure)
         return self._guarded(self._closure_step, params, closure)
 
     def _guarded(self, fn, *args):

@@ -10,8 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from curvlab.optim import SADH, SCRN, SSDH, SSVP, AdaHessian, Apollo, DampedNewton, Sophia
 from curvlab._random import rademacher_like
+from curvlab.optim import SADH, SCRN, SSDH, SSVP, AdaHessian, Apollo, DampedNewton, Sophia
 from curvlab.optim.scrn import solve_tridiagonal_cubic
 
 DTYPES = st.sampled_from([torch.float32, torch.float64])

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, hessian, jacrev
 
-from curvlab.optim import AdaHessian, DampedNewton, NewtonCG, Sophia
 from curvlab._random import rademacher_like
+from curvlab.optim import AdaHessian, DampedNewton, NewtonCG, Sophia
 from curvlab.optim.newton_cg import _GGNBlockOperator
 from curvlab.optim.sophia import sampled_label_loss
 
