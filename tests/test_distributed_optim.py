@@ -108,3 +108,40 @@ def test_process_group_without_init_is_a_clear_error():
     model, X, y = problem()
     with pytest.raises(RuntimeError, match="not initialized"):
         AdaHessian(model.parameters(), process_group=object())
+
+
+def _failing_worker(rank, world):
+    """Rank 1's closure raises on the second step; rank 0 must not hang in a reduction."""
+    from curvlab._distributed import RemoteRankError
+
+    out = {}
+    for name in ("adahessian", "newton-cg", "scrn-gd"):
+        model, X, y = problem()
+        opt = make(name, model.parameters(), dist.group.WORLD)
+        fail = {"now": False}
+
+        def closure():
+            if rank == 1 and fail["now"]:
+                raise ValueError("a bad batch on rank 1")
+            return nn.functional.cross_entropy(model(X), y)
+
+        opt.step(closure)
+        fail["now"] = True
+        try:
+            opt.step(closure)
+            out[name] = "no error"
+        except RemoteRankError as err:
+            out[name] = f"RemoteRankError: {err}"
+        except ValueError as err:
+            out[name] = f"ValueError: {err}"
+    return out
+
+
+def test_a_failing_rank_raises_everywhere_instead_of_hanging(tmp_path):
+    """The data-parallel reductions carry the error flag of curvlab._distributed: the failing
+    rank re-raises its error, the others raise RemoteRankError naming it (gloo's timeout is
+    60 s: a hang would fail the test)."""
+    r0, r1 = run_distributed(_failing_worker, tmp_path)
+    for name in ("adahessian", "newton-cg", "scrn-gd"):
+        assert r0[name].startswith("RemoteRankError") and "[1]" in r0[name], r0[name]
+        assert r1[name] == "ValueError: a bad batch on rank 1"

@@ -103,3 +103,27 @@ def test_negative_seed():
 def test_fresh_seed_range():
     seeds = {fresh_seed() for _ in range(20)}
     assert all(0 <= s < 2**62 for s in seeds) and len(seeds) == 20
+
+
+def test_rademacher_like_is_one_flat_draw_split_over_the_parameters():
+    from curvlab._random import rademacher_like
+
+    like = [torch.empty(2, 3), torch.empty(4, dtype=torch.float64)]
+    zs = rademacher_like(like, torch.Generator().manual_seed(3))
+    assert [z.shape for z in zs] == [(2, 3), (4,)] and zs[1].dtype == torch.float64
+    flat = torch.randint(0, 2, (10,), generator=torch.Generator().manual_seed(3), dtype=torch.int8)
+    expected = flat.double() * 2 - 1  # +-1 from the same stream, in parameter order
+    assert torch.equal(torch.cat([zs[0].reshape(-1).double(), zs[1]]), expected)
+    batched = rademacher_like(like, torch.Generator().manual_seed(3), num=5)
+    assert [z.shape for z in batched] == [(5, 2, 3), (5, 4)]
+    big = rademacher_like([torch.empty(20000)], torch.Generator().manual_seed(0))[0]
+    assert set(big.unique().tolist()) == {-1.0, 1.0}
+    assert abs(float(big.mean())) < 0.03  # 5 standard errors of a fair coin
+
+
+def test_randn_flat_follows_the_generator_and_the_dtype_of_like():
+    from curvlab._random import randn_flat
+
+    z = randn_flat(4, torch.Generator().manual_seed(2), torch.zeros(1, dtype=torch.float64))
+    ref = torch.randn(4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert z.dtype == torch.float64 and torch.equal(z, ref)

@@ -602,7 +602,7 @@ def test_step_at_a_zero_gradient(row):
 
         y0 = (w.mv(x) + b).detach()
 
-        def closure(w=w, b=b, w0=w0, b0=b0, y0=y0):
+        def closure(w=w, b=b, x=x, w0=w0, b0=b0, y0=y0):
             if row.needs_output:  # through the output (the Gauss-Newton products need it)
                 y = w.mv(x) + b
                 return (y - y0).pow(2).sum(), y
