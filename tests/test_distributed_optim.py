@@ -120,7 +120,7 @@ def _failing_worker(rank, world):
         opt = make(name, model.parameters(), dist.group.WORLD)
         fail = {"now": False}
 
-        def closure():
+        def closure(model=model, X=X, y=y, fail=fail):
             if rank == 1 and fail["now"]:
                 raise ValueError("a bad batch on rank 1")
             return nn.functional.cross_entropy(model(X), y)
