@@ -695,7 +695,8 @@ class EmpiricalRisk:
             self._check_deterministic_local()
         except ValueError as err:
             error = err
-        all_reduce_checked([], error, self.process_group)
+        # the error flag only (a tensor on the parameters' device: NCCL reduces no CPU tensor)
+        all_reduce_checked([torch.zeros(1, device=self.device)], error, self.process_group)
 
     def _check_deterministic_local(self) -> None:
         l1, p1 = self._pass_record()
