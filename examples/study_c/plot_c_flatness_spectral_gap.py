@@ -50,7 +50,8 @@ import torch
 import curvlab as cl
 import curvlab.plot as clplot
 from curvlab import landscape
-from curvlab.optim import AdaHessian, CurvatureOptimizer
+from curvlab.optim import AdaHessian
+from curvlab.optim import step as optim_step
 from curvlab.problems import image_classification
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -92,15 +93,9 @@ def fixed_batch(dataset, size, seed):
 
 
 def step(opt, model, loss_fn, X, y):
-    """One step under either contract: curvlab's closure (no backward) or torch's."""
-    if isinstance(opt, CurvatureOptimizer):
-        loss = opt.step(lambda: loss_fn(model(X), y))
-    else:
-        opt.zero_grad()
-        loss = loss_fn(model(X), y)
-        loss.backward()
-        opt.step()
-    return float(loss.detach())
+    """One step under either contract (curvlab's closure or torch's backward-then-step):
+    :func:`curvlab.optim.step` dispatches."""
+    return float(optim_step(opt, lambda: loss_fn(model(X), y)))
 
 
 @torch.no_grad()

@@ -49,7 +49,8 @@ import torch
 import curvlab as cl
 import curvlab.plot as clplot
 from curvlab import landscape
-from curvlab.optim import AdaHessian, Apollo, CurvatureOptimizer
+from curvlab.optim import AdaHessian, Apollo
+from curvlab.optim import step as optim_step
 from curvlab.problems import image_classification
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -98,22 +99,9 @@ def curvature_batches(dataset, size, seed):
 
 
 def step(opt, model, loss_fn, X, y):
-    """One step: curvlab's closure (no backward), L-BFGS's closure (with backward), or torch's."""
-    if isinstance(opt, CurvatureOptimizer):
-        return float(opt.step(lambda: loss_fn(model(X), y)).detach())
-    if isinstance(opt, torch.optim.LBFGS):
-        def closure():
-            opt.zero_grad()
-            loss = loss_fn(model(X), y)
-            loss.backward()
-            return loss
-
-        return float(opt.step(closure).detach())
-    opt.zero_grad()
-    loss = loss_fn(model(X), y)
-    loss.backward()
-    opt.step()
-    return float(loss.detach())
+    """One step under either contract (curvlab's closure or torch's backward-then-step):
+    :func:`curvlab.optim.step` dispatches."""
+    return float(optim_step(opt, lambda: loss_fn(model(X), y)))
 
 
 @torch.no_grad()

@@ -60,7 +60,8 @@ import torch
 
 import curvlab.plot as clplot
 from curvlab.fourier import SpectralBiasTracker
-from curvlab.optim import SCRN, AdaHessian, CurvatureOptimizer
+from curvlab.optim import SCRN, AdaHessian
+from curvlab.optim import step as optim_step
 from curvlab.problems import sinusoids
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -84,13 +85,9 @@ OPTIMIZERS = {
 
 
 def step(opt, model, loss_fn, X, y):
-    """One step under either contract: curvlab's closure (no backward) or torch's."""
-    if isinstance(opt, CurvatureOptimizer):
-        opt.step(lambda: loss_fn(model(X), y))
-    else:
-        opt.zero_grad()
-        loss_fn(model(X), y).backward()
-        opt.step()
+    """One step under either contract (curvlab's closure or torch's backward-then-step):
+    :func:`curvlab.optim.step` dispatches."""
+    optim_step(opt, lambda: loss_fn(model(X), y))
 
 
 # %%

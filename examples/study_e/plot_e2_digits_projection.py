@@ -55,7 +55,8 @@ from curvlab.fourier import (
     first_principal_component,
     projection_error,
 )
-from curvlab.optim import SCRN, AdaHessian, CurvatureOptimizer
+from curvlab.optim import SCRN, AdaHessian
+from curvlab.optim import step as optim_step
 from curvlab.problems import image_classification
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -82,14 +83,9 @@ def make_problem():
 
 
 def step(opt, model, loss_fn, X, y):
-    """One step under either contract: curvlab's closure (no backward) or torch's."""
-    if isinstance(opt, CurvatureOptimizer):
-        return float(opt.step(lambda: loss_fn(model(X), y)).detach())
-    opt.zero_grad()
-    loss = loss_fn(model(X), y)
-    loss.backward()
-    opt.step()
-    return float(loss.detach())
+    """One step under either contract (curvlab's closure or torch's backward-then-step):
+    :func:`curvlab.optim.step` dispatches."""
+    return float(optim_step(opt, lambda: loss_fn(model(X), y)))
 
 
 # %%
