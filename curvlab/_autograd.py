@@ -11,6 +11,7 @@ graph products are all built from these.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +23,8 @@ __all__ = [
     "jvp_by_double_vjp",
     "hvp_fwd_rev",
     "linearize",
+    "curvature_pass",
+    "padding_rows",
     "call_functional",
     "vmap_or_loop",
 ]
@@ -178,3 +181,73 @@ def linearize(
             return pull2(v)[0]
 
     return out, vjp_fn, jvp_fn
+
+
+@contextmanager
+def curvature_pass():
+    """The context of every second-order pass (double backward, forward-over-reverse).
+
+    Fused scaled-dot-product attention kernels (flash / memory-efficient, the default of
+    ``F.scaled_dot_product_attention``, Hugging Face's ``sdpa`` attention, timm's ViTs,
+    ``nn.TransformerEncoderLayer``) have neither a double backward nor a forward derivative;
+    the math backend has both, so it is selected here. The fused fast paths of
+    ``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` (taken in eval mode when no
+    input requires grad, as under ``torch.func`` transforms) are turned off for the same reason.
+    Errors of operations without a forward-mode derivative are re-raised with the fix
+    (``mode="rev-rev"``).
+    """
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # pragma: no cover - torch < 2.3
+        ctx = nullcontext()
+    else:
+        ctx = sdpa_kernel(SDPBackend.MATH)
+    mha = getattr(torch.backends, "mha", None)
+    fastpath = mha.get_fastpath_enabled() if mha is not None else None
+    try:
+        if mha is not None:
+            mha.set_fastpath_enabled(False)
+        with ctx:
+            yield
+    except NotImplementedError as err:
+        if "forward AD" in str(err):
+            raise NotImplementedError(
+                f"{err}\ncurvlab: an operation of the model has no forward-mode derivative in "
+                "this torch version; use mode='rev-rev' (reverse-over-reverse)."
+            ) from err
+        raise
+    except RuntimeError as err:
+        if "derivative for" in str(err) and "not implemented" in str(err):
+            raise RuntimeError(
+                f"{err}\ncurvlab: an operation of the model has no double backward. Fused "
+                "attention is switched to the math backend automatically; for another fused "
+                "kernel, use its unfused form in the model (or mode='fwd-rev' if it has a "
+                "forward derivative)."
+            ) from err
+        raise
+    finally:
+        if mha is not None:
+            mha.set_fastpath_enabled(fastpath)
+
+
+def padding_rows(model: nn.Module, names: Sequence[str], params: Sequence[Tensor]) -> Tensor:
+    """Flat indices (into the parameter vector of ``params``) of the rows of embedding weights
+    at their ``padding_idx``.
+
+    Autograd treats such a row as a constant (its gradient is always zero), so the curvature has
+    zero rows there; a forward-mode tangent, however, flows through it (the forward pass reads
+    the row), which made forward-over-reverse products asymmetric. Directions are zeroed on
+    these entries, which gives every mode the reverse-mode answer.
+    """
+    owner = {}
+    for m in model.modules():
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.padding_idx is not None:
+            owner[id(m.weight)] = m.padding_idx
+    idx, start = [], 0
+    for p in params:
+        if id(p) in owner and p.dim() == 2:
+            row = owner[id(p)] % p.shape[0]
+            idx.extend(range(start + row * p.shape[1], start + (row + 1) * p.shape[1]))
+        start += p.numel()
+    device = params[0].device if params else None
+    return torch.tensor(idx, dtype=torch.long, device=device)

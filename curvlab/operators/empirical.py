@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import Tensor, nn
 
+from .._autograd import curvature_pass, padding_rows
 from .._distributed import all_reduce_checked
 from .._params import unflatten
 from ..risk import Batch, EmpiricalRisk, Output
@@ -122,6 +123,8 @@ class EmpiricalRiskOperator(CurvatureOperator):
         self.batch_columns = batch_columns
         self.mode = mode
         self._vmap_memo: dict = {}
+        # entries of embedding rows at padding_idx: constants for autograd, zeroed in directions
+        self._padding = padding_rows(risk.model, risk.param_names, risk.params)
 
     def loss_and_gradient(self) -> tuple[Tensor, Tensor]:
         """The empirical risk and its gradient (flat), one pass over the data
@@ -166,18 +169,25 @@ class EmpiricalRiskOperator(CurvatureOperator):
             "batches overflows; use float64 or a smaller loss scale."
         )
 
+    def _forget_failed_product(self) -> None:
+        """Drop state a failed product may have left (subclasses with caches override)."""
+
     def _matmat(self, V: Tensor) -> Tensor:
         k = V.shape[1]
+        if self._padding.numel():
+            V = V.index_fill(0, self._padding, 0.0)
         Vs = unflatten(V, self.params)
         out = torch.zeros_like(V)
         error = None
         try:
-            parts = self._local_matmat(Vs, k)
-            out.copy_(torch.cat([p.reshape(k, -1) for p in parts], dim=1).T)
-            # one finiteness check (one host synchronization) per product, not per batch
-            if not bool(torch.isfinite(out).all()):
-                self._raise_nonfinite(Vs, k)
-        except (TypeError, ValueError, RuntimeError) as err:
+            with curvature_pass():
+                parts = self._local_matmat(Vs, k)
+                out.copy_(torch.cat([p.reshape(k, -1) for p in parts], dim=1).T)
+                # one finiteness check (one host synchronization) per product, not per batch
+                if not bool(torch.isfinite(out).all()):
+                    self._raise_nonfinite(Vs, k)
+        except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
+            self._forget_failed_product()
             error = err
         all_reduce_checked([out], error, self.process_group)
         return out

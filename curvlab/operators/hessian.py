@@ -122,6 +122,11 @@ class HessianOperator(EmpiricalRiskOperator):
         self._graph_key = None
         self._total = None
 
+    def _forget_failed_product(self) -> None:
+        # a graph kept from a failed pass (e.g. one built under a fused attention kernel)
+        # must not be reused by the next product
+        self.clear_cache()
+
     def _caching(self) -> bool:
         return self.mode == "rev-rev" and self.graph_cache_mb > 0 and not self._cache_off
 
