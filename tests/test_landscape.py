@@ -130,27 +130,6 @@ def test_line_away_from_minimum_is_taylor_quadratic(seed):
     torch.testing.assert_close(res.loss, L0 + a * (grad @ v) + 0.5 * a**2 * (v @ H @ v))
 
 
-def test_line_weights_batches_by_size():
-    # uneven batches: the landscape is the loss of the whole data set, not a mean of batch means
-    model, data = regression_problem(3, sizes=(1, 9, 2))
-    whole = [(torch.cat([b[0] for b in data]), torch.cat([b[1] for b in data]))]
-    (d,) = ls.random_directions(model, num=1, normalization=None, ignore=None, seed=0)
-    a = ls.line(model, nn.MSELoss(), data, d, steps=5, progress=False)
-    b = ls.line(model, nn.MSELoss(), whole, d, steps=5, progress=False)
-    torch.testing.assert_close(a.loss, b.loss)
-    unweighted = torch.stack([nn.MSELoss()(model(X), y) for X, y in data]).mean()
-    assert not torch.isclose(a.loss[2], unweighted.detach())
-
-
-def test_sum_reduction_sums_over_batches():
-    model, data = regression_problem(4, sizes=(3, 5))
-    loss_fn = nn.MSELoss(reduction="sum")
-    (d,) = ls.random_directions(model, num=1, seed=1)
-    res = ls.line(model, loss_fn, data, d, span=(0.0, 0.0), steps=1, progress=False)
-    expected = sum(loss_fn(model(X), y) for X, y in data).detach()
-    torch.testing.assert_close(res.loss[0], expected)
-
-
 def test_direction_as_list_of_tensors_equals_flat():
     model, data = regression_problem(5)
     (d,) = ls.random_directions(model, num=1, seed=3, normalization=None, ignore=None)
@@ -417,16 +396,8 @@ def test_bad_input_errors():
         ls.line(model, loss_fn, data, "up", progress=False)
     with pytest.raises(ValueError, match="NaN"):
         ls.line(model, loss_fn, data, torch.full_like(d, float("nan")), progress=False)
-    with pytest.raises(TypeError, match="one-shot iterator"):
-        ls.line(model, loss_fn, iter(data), d, progress=False)
-    with pytest.raises(ValueError, match="empty"):
-        ls.line(model, loss_fn, [], d, progress=False)
-    with pytest.raises(ValueError, match="not a scalar"):
-        ls.line(model, lambda o, y: (o - y) ** 2, data, d, progress=False)
-    with pytest.raises(ValueError, match="reduction"):
-        ls.line(model, nn.MSELoss(reduction="none"), data, d, progress=False)
-    with pytest.raises(TypeError, match="pair"):
-        ls.line(model, loss_fn, [data[0][0]], d, progress=False)
+    # the data contract's errors (iterator, empty, pair, reduction, non-scalar loss) are
+    # tests/test_risk.py's, through every consumer
     with pytest.raises(ValueError, match="steps"):
         ls.line(model, loss_fn, data, d, steps=0, progress=False)
     with pytest.raises(ValueError, match="span"):

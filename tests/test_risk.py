@@ -14,7 +14,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from reference import dense_empirical_fisher, dense_ggn, dense_hessian
+from operator_problems import LOSSES, MODES, make_loss, make_problem, split_points
+from reference import dense_empirical_fisher, dense_ggn, dense_hessian, flat_params, risk_fn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
@@ -49,10 +50,48 @@ def consume(consumer, model, loss_fn, data, **kw):
 
 
 CONSUMERS = ["risk", *OPERATORS, "line"]
+# the consumers that take any callable loss (the empirical Fisher needs a known likelihood:
+# tests/operators/test_operators_losses.py)
+ANY_LOSS_CONSUMERS = ["risk", cl.HessianOperator, cl.GGNOperator, "line"]
 
 
 def consumer_id(c):
     return c if isinstance(c, str) else c.__name__
+
+
+DENSE = {
+    cl.HessianOperator: dense_hessian,
+    cl.GGNOperator: dense_ggn,
+    cl.EmpiricalFisherOperator: dense_empirical_fisher,
+}
+
+
+def consume_all(consumer, model, loss_fn, data, **kw):
+    """Everything the consumer computes from the data: the operator as a dense matrix, the risk's
+    loss and gradient, the whole line along a fixed random direction."""
+    if consumer == "risk":
+        loss, grad = cl.EmpiricalRisk(model, loss_fn, data, **kw).loss_and_gradient()
+        return torch.cat([loss.reshape(1).to(grad.dtype), grad])
+    if consumer == "line":
+        p = next(model.parameters())
+        n = sum(q.numel() for q in model.parameters())
+        d = torch.randn(n, dtype=p.dtype, generator=torch.Generator().manual_seed(0))
+        return ls.line(model, loss_fn, data, d, steps=5, progress=False, **kw).loss
+    return consumer(model, loss_fn, data, **kw).to_dense()
+
+
+def reference_all(consumer, model, loss_fn, data):
+    """``consume_all``'s value from the independent dense references (one concatenated batch)."""
+    if consumer in DENSE:
+        return DENSE[consumer](model, loss_fn, data)
+    _, theta = flat_params(model)
+    f = risk_fn(model, loss_fn, data)
+    if consumer == "risk":
+        grad = torch.func.grad(f)(theta)
+        return torch.cat([f(theta).detach().reshape(1), grad])
+    d = torch.randn(theta.numel(), dtype=theta.dtype, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return torch.stack([f(theta + a * d) for a in torch.linspace(-1, 1, 5, dtype=DT)])
 
 
 # -- order dependence is detected, naming the cause --------------------------------------------
@@ -85,12 +124,52 @@ def order_dependent(cause):
 @pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
 @pytest.mark.parametrize(
     "cause,match",
-    [("shuffle", "shuffling DataLoader"), ("augmentation", "augmentation"), ("dropout", "dropout")],
+    [
+        ("shuffle", "shuffling DataLoader"),
+        ("augmentation", "augmentation"),
+        ("dropout", r"dropout layers \['1'\] in train mode"),
+    ],
 )
 def test_order_dependence_raises_at_construction(consumer, cause, match):
     model, data = order_dependent(cause)
     with pytest.raises(ValueError, match=match):
         consume(consumer, model, nn.CrossEntropyLoss(), data)
+    # skipping the check is the user's explicit choice
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "data changed between passes" where a cache notices
+        out = consume(consumer, model, nn.CrossEntropyLoss(), data, check_deterministic=False)
+    assert torch.isfinite(out).all()
+    # the check never flips the mode behind the user's back
+    assert all(m.training for m in model.modules())
+
+
+def dropout_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 16), nn.Dropout(0.5), nn.Tanh(), nn.Linear(16, 3)).to(DT)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_determinism_check_quiet_in_eval_mode(consumer):
+    model = dropout_model().eval()
+    _, data = make_problem("ce", "mlp", 3, 8, 0)
+    out = consume(consumer, model, nn.CrossEntropyLoss(), data)
+    assert not model.training
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_determinism_check_fires_on_shuffled_batchnorm(consumer):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Tanh(), nn.Linear(6, 3)).to(DT)
+    _, data = make_problem("ce", "mlp", 3, 32, 0)
+    X, y = data[0]
+    loader = DataLoader(TensorDataset(X, y), batch_size=8, shuffle=True)
+    with pytest.warns(UserWarning, match="BatchNorm"):
+        with pytest.raises(ValueError, match="shuffl"):
+            consume(consumer, model, nn.CrossEntropyLoss(), loader)
+    model.eval()  # the order matters to the graph cache even without batch statistics
+    with pytest.raises(ValueError, match="shuffl"):
+        consume(consumer, model, nn.CrossEntropyLoss(), loader)
 
 
 @pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
@@ -162,110 +241,6 @@ def test_shuffled_loader_with_check_off_never_mixes_passes(seed, batch, frac):
         for _ in range(4):
             torch.testing.assert_close(H @ v, ref @ v, rtol=1e-10, atol=1e-10)
     assert any("data changed between passes" in str(w.message) for w in caught)
-
-
-# -- the empirical Fisher's normalization ----------------------------------------------------------
-class TokenModel(nn.Module):
-    """(B, T, d) inputs -> (B, V, T) logits, the layout of nn.CrossEntropyLoss over tokens."""
-
-    def __init__(self, d=3, vocab=4):
-        super().__init__()
-        self.lin = nn.Linear(d, vocab)
-
-    def forward(self, x):
-        return self.lin(torch.tanh(x)).transpose(1, 2)
-
-
-def ef_problem(kind, C, reduction, seed=0, n=10):
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    if kind == "tokens":
-        model = TokenModel(3, 4).to(DT)
-        X = torch.randn(n, 5, 3, generator=gen, dtype=DT)
-        y = torch.randint(0, 4, (n, 5), generator=gen)
-        y[0, 1] = y[3, 4] = -100  # ignored positions do not count
-        return model, nn.CrossEntropyLoss(reduction=reduction), X, y
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, C)).to(DT)
-    X = torch.randn(n, 3, generator=gen, dtype=DT)
-    if kind == "mse":
-        return model, nn.MSELoss(reduction=reduction), X, torch.randn(n, C, generator=gen, dtype=DT)
-    if kind == "bce":
-        y = torch.randint(0, 2, (n, C), generator=gen).to(DT)
-        return model, nn.BCEWithLogitsLoss(reduction=reduction), X, y
-    C = max(C, 2)
-    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, C)).to(DT)
-    return (
-        model,
-        nn.CrossEntropyLoss(reduction=reduction),
-        X,
-        torch.randint(0, C, (n,), generator=gen),
-    )
-
-
-@pytest.mark.parametrize("mode", ["rev-rev", "fwd-rev"])
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize(
-    "kind,C",
-    [
-        ("mse", 1),
-        ("mse", 2),
-        ("mse", 3),
-        ("bce", 1),
-        ("bce", 3),
-        ("ce", 2),
-        ("ce", 3),
-        ("tokens", 4),
-    ],
-)
-def test_empirical_fisher_matches_per_sample_loop(kind, C, reduction, mode):
-    model, loss_fn, X, y = ef_problem(kind, C, reduction)
-    data = [(X[:4], y[:4]), (X[4:], y[4:])]
-    F = cl.EmpiricalFisherOperator(model, loss_fn, data, mode=mode)
-    ref = dense_empirical_fisher(model, loss_fn, data)
-    if kind == "tokens" and reduction == "mean":
-        # batch-size weights with unequal counted positions per batch (two are ignored):
-        # each batch's terms are weighted (B_b / N) / M_b, not 1 / M
-        counts = [int((yb != -100).sum()) for _, yb in data]
-        ref = None
-        parts = []
-        for (Xb, yb), Mb in zip(data, counts):
-            parts.append(dense_empirical_fisher(model, loss_fn, [(Xb, yb)]) * Mb)
-            parts[-1] *= (len(yb) / len(y)) / Mb
-        ref = sum(parts)
-    torch.testing.assert_close(F.to_dense(), ref, rtol=1e-9, atol=1e-11)
-
-
-def sample_labels(kind, out, gen):
-    """Labels drawn from the model's predictive distribution (the likelihood of the loss)."""
-    if kind == "mse":  # exp(-(f - y)^2): a Gaussian of variance 1/2
-        return out + torch.randn(out.shape, generator=gen, dtype=out.dtype) * 0.5**0.5
-    if kind == "bce":
-        return (torch.rand(out.shape, generator=gen, dtype=out.dtype) < torch.sigmoid(out)).to(
-            out.dtype
-        )
-    p = torch.softmax(out, dim=1).movedim(1, -1)
-    flat = p.reshape(-1, p.shape[-1])
-    return torch.multinomial(flat, 1, generator=gen).reshape(p.shape[:-1])
-
-
-@pytest.mark.parametrize("kind,C", [("mse", 1), ("mse", 3), ("bce", 3), ("ce", 3), ("tokens", 4)])
-def test_empirical_fisher_expectation_is_the_ggn(kind, C):
-    """E over labels drawn from the model of the empirical Fisher = the GGN (trace within 2 %
-    at 4,000 draws): the empirical Fisher of R copies of the inputs, each with its own labels,
-    is the average of R empirical Fishers."""
-    model, loss_fn, X, y = ef_problem(kind, C, "mean", seed=1, n=6)
-    if kind == "tokens":
-        y = y.clamp_min(0)
-    draws = 4000
-    gen = torch.Generator().manual_seed(12345)
-    with torch.no_grad():
-        out = model(X)
-    Xr = X.repeat(draws, *[1] * (X.dim() - 1))
-    yr = sample_labels(kind, out.repeat(draws, *[1] * (out.dim() - 1)), gen)
-    F = cl.EmpiricalFisherOperator(model, loss_fn, [(Xr, yr)], check_deterministic=False)
-    G = dense_ggn(model, loss_fn, [(X, y)])
-    ratio = torch.trace(F.to_dense()) / torch.trace(G)
-    assert abs(float(ratio) - 1.0) < 0.02, float(ratio)
 
 
 # -- dtypes and devices ---------------------------------------------------------------------------
@@ -453,12 +428,178 @@ def test_errors_shared_by_every_consumer(consumer):
     X, y = ce_tensors(6)
     with pytest.raises(TypeError, match="one-shot iterator"):
         consume(consumer, mlp(0), nn.CrossEntropyLoss(), iter([(X, y)]))
+    with pytest.raises(TypeError, match="one-shot iterator"):
+        consume(consumer, mlp(0), nn.CrossEntropyLoss(), (b for b in [(X, y)]))
     with pytest.raises(ValueError, match="empty"):
         consume(consumer, mlp(0), nn.CrossEntropyLoss(), [])
-    with pytest.raises(TypeError, match="pair"):
+    empty = (torch.zeros(0, 4, dtype=DT), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="empty"):
+        consume(consumer, mlp(0), nn.CrossEntropyLoss(), [empty])
+    with pytest.raises(TypeError, match=r"pair \(X, y\)"):
+        consume(consumer, mlp(0), nn.CrossEntropyLoss(), [X])
+    with pytest.raises(TypeError, match="length 3"):
         consume(consumer, mlp(0), nn.CrossEntropyLoss(), [(X, y, y)])
     with pytest.raises(ValueError, match="reduction='none'"):
         consume(consumer, mlp(0), nn.CrossEntropyLoss(reduction="none"), [(X, y)])
+
+
+@pytest.fixture
+def problem():
+    return make_problem("ce", "mlp", 3, 8, 0, [4, 4])
+
+
+@pytest.mark.parametrize("consumer", ANY_LOSS_CONSUMERS, ids=consumer_id)
+def test_non_scalar_loss(consumer, problem):
+    model, data = problem
+
+    def per_sample(out, y):
+        return nn.functional.cross_entropy(out, y, reduction="none")
+
+    with pytest.raises(ValueError, match="not a scalar"):
+        consume(consumer, model, per_sample, data)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_no_trainable_parameters(consumer, problem):
+    model, data = problem
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        consume(consumer, model, nn.CrossEntropyLoss(), data)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_unknown_parameter_names(consumer, problem):
+    model, data = problem
+    with pytest.raises(ValueError, match="no parameter of the model matches 'fc.weight'"):
+        consume(consumer, model, nn.CrossEntropyLoss(), data, params=["fc.weight"])
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_mixed_parameter_dtypes(consumer, problem):
+    model, data = problem
+    model[2].float()
+    with pytest.raises(ValueError, match="share dtype"):
+        consume(consumer, model, nn.CrossEntropyLoss(), data)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_changing_data_size_detected(consumer, problem):
+    model, data = problem
+
+    class Shrinking:
+        def __init__(self):
+            self.calls = 0
+
+        def __iter__(self):
+            self.calls += 1
+            return iter(data if self.calls == 1 else data[:1])
+
+    with pytest.raises(ValueError, match="8 samples at construction but 4 now"):
+        consume(consumer, model, nn.CrossEntropyLoss(), Shrinking(), check_deterministic=False)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_nan_batch_named(consumer, problem):
+    model, data = problem
+    X, y = data[1]
+    bad = X.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="batch 1"):
+        consume(consumer, model, nn.CrossEntropyLoss(), [data[0], (bad, y)])
+    if consumer in OPERATORS:  # with the check off, the product names the batch
+        op = consumer(model, nn.CrossEntropyLoss(), [data[0], (bad, y)], check_deterministic=False)
+        with pytest.raises(ValueError, match="not finite on batch 1"):
+            op @ torch.ones(op.shape[0], dtype=DT)
+
+
+# -- batches: weights, splits, reductions, inputs, loaders --------------------------------------
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+@given(
+    kind=st.sampled_from(LOSSES),
+    seed=st.integers(0, 10_000),
+    cuts_a=st.lists(st.integers(0, 100), min_size=0, max_size=4),
+    cuts_b=st.lists(st.integers(0, 100), min_size=1, max_size=5),
+)
+def test_batch_split_invariance(consumer, kind, seed, cuts_a, cuts_b):
+    n = 11
+    model, data_a = make_problem(
+        kind, "mlp", 3, n, seed, split_points(n, cuts_a) if cuts_a else None
+    )
+    _, data_b = make_problem(kind, "mlp", 3, n, seed, split_points(n, cuts_b))
+    loss = make_loss(kind)
+    A = consume_all(consumer, model, loss, data_a)
+    B = consume_all(consumer, model, loss, data_b)
+    torch.testing.assert_close(A, B, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_batches_weighted_by_size(consumer):
+    # uneven batches: the whole data set's risk, not a mean of batch means
+    model, data = make_problem("mse", "mlp", 3, 12, 3, [1, 9, 2])
+    whole = [(torch.cat([b[0] for b in data]), torch.cat([b[1] for b in data]))]
+    a = consume_all(consumer, model, nn.MSELoss(), data)
+    b = consume_all(consumer, model, nn.MSELoss(), whole)
+    torch.testing.assert_close(a, b)
+    unweighted = sum(consume_all(consumer, model, nn.MSELoss(), [batch]) for batch in data) / 3
+    assert not torch.allclose(a, unweighted)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_sum_reduction_sums_over_batches(consumer):
+    model, data = make_problem("mse", "mlp", 3, 8, 4, [3, 5])
+    loss_fn = nn.MSELoss(reduction="sum")
+    got = consume_all(consumer, model, loss_fn, data)
+    per_batch = sum(consume_all(consumer, model, loss_fn, [batch]) for batch in data)
+    torch.testing.assert_close(got, per_batch)
+    torch.testing.assert_close(got, reference_all(consumer, model, loss_fn, data))
+    if consumer in ("risk", "line"):  # the loss itself, from the batches directly
+        with torch.no_grad():
+            expected = sum(loss_fn(model(X), y) for X, y in data)
+        value = consume(consumer, model, loss_fn, data)
+        torch.testing.assert_close(value, expected.to(value.dtype))
+
+
+class TwoInputs(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(3, 2)
+        self.b = nn.Linear(2, 2)
+
+    def forward(self, x, z):
+        return torch.tanh(self.a(x)) * self.b(z)
+
+
+@pytest.mark.parametrize("consumer", CONSUMERS, ids=consumer_id)
+def test_inputs_as_tuple_and_dict(consumer):
+    torch.manual_seed(0)
+    model = TwoInputs().to(DT)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, generator=gen, dtype=DT)
+    z = torch.randn(6, 2, generator=gen, dtype=DT)
+    y = torch.randint(0, 2, (6,), generator=gen)
+    loss = nn.CrossEntropyLoss()
+    for kw in [{"mode": m} for m in MODES] if consumer in OPERATORS else [{}]:
+        a = consume_all(consumer, model, loss, [((x, z), y)], **kw)
+        b = consume_all(consumer, model, loss, [({"x": x, "z": z}, y)], **kw)
+        torch.testing.assert_close(a, b)
+        assert torch.isfinite(b).all()
+
+
+@pytest.mark.parametrize("consumer", ANY_LOSS_CONSUMERS, ids=consumer_id)
+def test_dataloader_and_custom_callable_loss(consumer):
+    model, data = make_problem("mse", "mlp", 3, 10, 4)
+    X, y = data[0]
+    loader = DataLoader(TensorDataset(X, y), batch_size=3)  # batches 3, 3, 3, 1
+
+    def my_loss(out, target):  # a callable without a .reduction attribute: a mean
+        return ((out - target) ** 4).mean()
+
+    if consumer != "line":
+        built = (cl.EmpiricalRisk if consumer == "risk" else consumer)(model, my_loss, loader)
+        assert built.num_data == 10
+    got = consume_all(consumer, model, my_loss, loader)
+    torch.testing.assert_close(got, reference_all(consumer, model, my_loss, data))
 
 
 def test_batch_weights_and_evaluate_metrics():
