@@ -432,6 +432,29 @@ def reduction_of(loss_fn) -> str:
     return red
 
 
+_REENTRANT = (
+    "the model uses reentrant gradient checkpointing (torch.utils.checkpoint with "
+    "use_reentrant=True, the default of older Hugging Face gradient_checkpointing_enable()): under "
+    "torch.autograd.grad it gives the checkpointed parameters no derivatives (silently zero "
+    "curvature). Use non-reentrant checkpointing: checkpoint(..., use_reentrant=False), or "
+    'model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False}).'
+)
+
+
+def _has_reentrant_checkpoint(loss: Tensor, limit: int = 200_000) -> bool:
+    """Whether the autograd graph of ``loss`` holds a reentrant checkpoint node."""
+    seen, stack = set(), [loss.grad_fn]
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if type(node).__name__ == "CheckpointFunctionBackward":
+            return True
+        stack.extend(n for n, _ in node.next_functions)
+    return False
+
+
 # -- the empirical risk ---------------------------------------------------------------------------
 class EmpiricalRisk:
     r"""The empirical risk of ``model`` under ``loss_fn`` over ``data``, and its data contract.
@@ -506,6 +529,7 @@ class EmpiricalRisk:
                     f"parameter {n_!r} is {p.dtype} on {p.device} but {names[0]!r} is {dtype} on "
                     f"{device}: all selected parameters must share dtype and device."
                 )
+        self._graph_checked = False
         self.model = model
         self.loss_fn = loss_fn
         self.reduction = reduction_of(loss_fn)
@@ -611,7 +635,25 @@ class EmpiricalRisk:
         return loss.reshape(())
 
     def weighted_loss(self, batch: Batch, params: Mapping[str, Tensor] | None = None) -> Tensor:
-        """``w_b * loss_fn(f(X_b), y_b)``: batch ``b``'s term of the empirical risk."""
+        """``w_b * loss_fn(f(X_b), y_b)``: batch ``b``'s term of the empirical risk.
+
+        The first time it runs with gradients, the graph is checked for reentrant gradient
+        checkpointing, which gives no (or no second) derivatives to the parameters inside the
+        checkpointed blocks under ``torch.autograd.grad``: it raises with the fix.
+        """
+        if params is None and torch.is_grad_enabled() and not self._graph_checked:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                out = self.forward(batch, params)
+                loss = batch.weight * self.batch_loss(out, batch)
+            for w in caught:
+                if "None of the inputs have requires_grad" in str(w.message):
+                    raise ValueError(_REENTRANT)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            if _has_reentrant_checkpoint(loss):
+                raise ValueError(_REENTRANT)
+            self._graph_checked = True
+            return loss
         out = self.forward(batch, params)
         return batch.weight * self.batch_loss(out, batch, functional=params is not None)
 

@@ -3,11 +3,11 @@
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from test_operators import LOSSES, MODES, make_loss, make_problem
+from operator_problems import LOSSES, MODES, make_loss, make_problem
 from torch.func import functional_call, grad
 
 import curvlab as cl
-from curvlab._params import flatten, unflatten_dict
+from curvlab.params import flatten, unflatten_dict
 
 
 def grad_at(model, loss_fn, data, theta):

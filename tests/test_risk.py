@@ -618,3 +618,49 @@ def test_batch_weights_and_evaluate_metrics():
     loss, grad = risk.loss_and_gradient()
     torch.testing.assert_close(loss.double(), ev.loss, rtol=1e-13, atol=0)
     assert grad.shape == (sum(p.numel() for p in model.parameters()),)
+
+
+# -- gradient checkpointing ---------------------------------------------------------------------
+class Checkpointed(nn.Module):
+    def __init__(self, reentrant, input_grad=False):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 5), nn.Linear(5, 3)
+        self.reentrant, self.input_grad = reentrant, input_grad
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+
+        if self.input_grad:  # what Hugging Face's enable_input_require_grads() does
+            x = x.detach().requires_grad_(True)
+        h = checkpoint(lambda t: torch.tanh(self.a(t)), x, use_reentrant=self.reentrant)
+        return self.b(h)
+
+
+@pytest.mark.parametrize("consumer", ["risk", *OPERATORS], ids=consumer_id)
+def test_non_reentrant_checkpointing_is_exact(consumer):
+    X, y = ce_tensors(8)
+    torch.manual_seed(0)
+    model = Checkpointed(reentrant=False).to(DT)
+    torch.manual_seed(0)
+    plain = Checkpointed(reentrant=False).to(DT)
+    plain.forward = lambda x: plain.b(torch.tanh(plain.a(x)))
+    if consumer == "risk":
+        got = cl.EmpiricalRisk(model, nn.CrossEntropyLoss(), [(X, y)]).loss_and_gradient()[1]
+        ref = cl.EmpiricalRisk(plain, nn.CrossEntropyLoss(), [(X, y)]).loss_and_gradient()[1]
+    else:
+        got = consumer(model, nn.CrossEntropyLoss(), [(X, y)]).to_dense()
+        ref = consumer(plain, nn.CrossEntropyLoss(), [(X, y)]).to_dense()
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("input_grad", [False, True])
+@pytest.mark.parametrize("consumer", ["risk", cl.HessianOperator], ids=consumer_id)
+def test_reentrant_checkpointing_raises_with_the_fix(consumer, input_grad):
+    X, y = ce_tensors(8)
+    model = Checkpointed(reentrant=True, input_grad=input_grad).to(DT)
+    with pytest.raises(ValueError, match="use_reentrant=False"):
+        if consumer == "risk":
+            cl.EmpiricalRisk(model, nn.CrossEntropyLoss(), [(X, y)]).loss_and_gradient()
+        else:
+            H = consumer(model, nn.CrossEntropyLoss(), [(X, y)])
+            H @ torch.ones(H.shape[0], dtype=DT)
