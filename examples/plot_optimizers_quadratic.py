@@ -38,6 +38,7 @@ from curvlab.optim import (
     NewtonCG,
     Sophia,
 )
+from curvlab.optim import step as optim_step
 
 n = 20
 gen = torch.Generator().manual_seed(0)
@@ -115,13 +116,10 @@ for problem, (f, x0) in problems.items():
         opt = make(name, [x], problem)
         losses, costs = [float(f(x).detach())], [0.0]
         for _ in range(steps[problem]):
+            optim_step(opt, lambda f=f, x=x: f(x))  # curvlab's closure contract, any optimizer
             if isinstance(opt, CurvatureOptimizer):
-                opt.step(lambda f=f, x=x: f(x))
                 cost = opt.gradient_equivalents()
             else:
-                opt.zero_grad()
-                f(x).backward()
-                opt.step()
                 cost = costs[-1] + 1.0
             losses.append(float(f(x).detach()))
             costs.append(cost)

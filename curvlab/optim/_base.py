@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -27,6 +28,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from .. import _random
+from .._autograd import curvature_pass
 from .._checks import check_nonneg
 from .._distributed import RemoteRankError, all_reduce_checked
 from .._params import flatten, unflatten
@@ -334,14 +336,19 @@ class CurvatureOptimizer(Optimizer):
             raise  # pragma: no cover - all_reduce_checked raised err
 
     def _closure_step(self, params: list[Tensor], closure: Closure) -> Tensor:
-        loss, output = evaluate_closure(closure)
         needs_graph = self._needs_graph()
-        grads = take_gradient(loss, params, create_graph=needs_graph)
-        ctx = self._context(loss, output, params, grads, needs_graph, closure)
-        value = ctx.loss_value
-        del loss, output, grads  # from here on only ctx holds the graph; release() drops it
-        plan = self._prepare(ctx) if ctx.params else None
-        self._finish(ctx, plan)
+        # a step with curvature (Hessian products through the gradient's graph, or Gauss-Newton
+        # products through the output) runs its passes like the operators' products: math
+        # attention backend, no fused fast paths
+        curvature = needs_graph or self._needs_output()
+        with curvature_pass() if curvature else nullcontext():
+            loss, output = evaluate_closure(closure)
+            grads = take_gradient(loss, params, create_graph=needs_graph)
+            ctx = self._context(loss, output, params, grads, needs_graph, closure)
+            value = ctx.loss_value
+            del loss, output, grads  # from here on only ctx holds the graph; release() drops it
+            plan = self._prepare(ctx) if ctx.params else None
+            self._finish(ctx, plan)
         return value
 
     def _legacy_context(self, params: list[Tensor]) -> StepContext:

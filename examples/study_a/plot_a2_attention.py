@@ -45,6 +45,7 @@ import torch
 
 import curvlab as cl
 from curvlab.optim import DampedNewton, compose
+from curvlab.optim import step as optim_step
 from curvlab.problems import attention_regression
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -107,13 +108,9 @@ def train(method):
             def closure(xb=xb, yb=yb):
                 return loss_fn(model(xb), yb)
 
-            if newton is None:
-                opt.zero_grad()
-                loss = closure()
-                loss.backward()
-                opt.step()
-            else:
-                loss = opt.step(closure)  # one gradient, a CG solve on in_proj_weight
+            # torch's backward-then-step for Adam/SGD, the closure contract for the Newton
+            # block (one gradient, a CG solve on in_proj_weight): one call for both
+            loss = optim_step(opt, closure)
             batch_losses.append(float(loss.detach()))
             steps += 1
             if not batch_losses[-1] < 100 * full[0]:  # diverged (or NaN): stop this run

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from curvlab.optim import DampedNewton, compose
+from curvlab.optim import step as optim_step
 from curvlab.problems import image_classification
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -108,13 +109,7 @@ def train(method, batch_size):
             def closure(X=X, y=y):
                 return loss_fn(model(X), y)
 
-            if newton is None:
-                opt.zero_grad()
-                loss = closure()
-                loss.backward()
-                opt.step()
-            else:
-                loss = opt.step(closure)
+            loss = optim_step(opt, closure)  # torch optimizers and curvlab's, one call
             batch_losses.append(float(loss.detach()))
         losses.append(np.mean(batch_losses))
         acc.append(accuracy(model, problem.test_loader))

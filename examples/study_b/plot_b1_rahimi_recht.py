@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 import curvlab as cl
-from curvlab.optim import SADH, SSDH, SSVP, CurvatureOptimizer, Sophia
+from curvlab.optim import SADH, SSDH, SSVP, Sophia
+from curvlab.optim import step as optim_step
 from curvlab.problems import rahimi_recht
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -228,12 +229,7 @@ def train(c, name, lr, rho, epochs, analyse=False):
             def closure(idx=idx):
                 return p.loss_fn(model(X[idx]), Y[idx])
 
-            if isinstance(opt, CurvatureOptimizer):
-                opt.step(closure)  # the closure returns the loss; no backward
-            else:
-                opt.zero_grad()
-                closure().backward()
-                opt.step()
+            optim_step(opt, closure)  # the closure returns the loss; no backward
             sched.step()
             it += 1
             if analyse and it % ANALYSIS_EVERY == 0:
