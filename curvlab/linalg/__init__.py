@@ -3,9 +3,11 @@
 Eigenvalues (:func:`eigsh`, :func:`power_iteration`, :func:`lanczos`), spectral density
 (:func:`spectral_density`), trace and diagonal (:func:`trace`, :func:`diagonal`), the
 spectral gap (:func:`spectral_gap`) and linear solves (:func:`cg`). Each runs in torch on the
-operator's device and returns a frozen result dataclass.
+operator's device and returns a frozen result dataclass. An operator is anything that
+satisfies :class:`OperatorLike` (``shape``, ``dtype``, ``device`` and ``@``).
 """
 
+from ._protocol import OperatorLike
 from .density import spectral_density
 from .diagonal import diagonal
 from .gap import spectral_gap
@@ -23,6 +25,7 @@ from .solve import CGResult, cg
 from .trace import trace
 
 __all__ = [
+    "OperatorLike",
     "lanczos",
     "eigsh",
     "power_iteration",

@@ -1,6 +1,6 @@
 """Shared checks and random draws for the estimators (private).
 
-Seeds go through :func:`curvlab._random.make_generator` (an integer is drawn from a
+Seeds go through curvlab's one seed policy (``make_generator``: an integer is drawn from a
 Generator ``seed``, so that the returned integer reproduces the run).
 """
 
@@ -11,6 +11,8 @@ from numbers import Integral
 import torch
 from torch import Tensor
 
+from ._protocol import OperatorLike
+
 __all__ = [
     "check_operator",
     "gaussian",
@@ -20,7 +22,7 @@ __all__ = [
 ]
 
 
-def check_operator(op) -> int:
+def check_operator(op: OperatorLike) -> int:
     """Check that ``op`` looks like a square operator and return ``n``."""
     if isinstance(op, Tensor):
         raise TypeError(
@@ -65,7 +67,7 @@ def rademacher(shape, gen: torch.Generator, dtype, device) -> Tensor:
     return (2 * bits - 1).to(dtype)
 
 
-def matmul(op, V: Tensor) -> Tensor:
+def matmul(op: OperatorLike, V: Tensor) -> Tensor:
     """``op @ V`` with a check that the product is finite (one sync)."""
     out = op @ V
     if not bool(torch.isfinite(out).all()):

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .._random import Seed, make_generator
+from ._protocol import OperatorLike
 from ._utils import check_operator, check_positive_int, rademacher
 from .lanczos import _lanczos_batched
 from .results import SpectralDensity
@@ -14,7 +15,7 @@ __all__ = ["spectral_density"]
 
 
 def spectral_density(
-    op,
+    op: OperatorLike,
     *,
     num_probes: int = 10,
     num_iter: int = 100,
@@ -40,7 +41,8 @@ def spectral_density(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator`.
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     num_probes
         Number of random probes ``P`` (the density's statistical error shrinks like
         ``1/sqrt(P)``, faster for large ``n``).

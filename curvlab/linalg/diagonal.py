@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._random import Seed
+from ._protocol import OperatorLike
 from ._utils import rademacher
 from .results import DiagonalResult
 from .trace import _apply, _run_estimator, _xsketch
@@ -55,7 +56,7 @@ def _xdiag(op, n, m, gen, batch_size):
 
 
 def diagonal(
-    op,
+    op: OperatorLike,
     *,
     num_matvecs: int = 100,
     method: str = "hutchinson",
@@ -79,7 +80,8 @@ def diagonal(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator`.
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     num_matvecs
         Budget of operator products (XDiag uses an even number, at least 4).
     method

@@ -7,6 +7,7 @@ import math
 import torch
 
 from .._random import Seed
+from ._protocol import OperatorLike
 from ._utils import check_operator
 from .lanczos import eigsh
 from .results import SpectralGap
@@ -15,7 +16,7 @@ __all__ = ["spectral_gap"]
 
 
 def spectral_gap(
-    op,
+    op: OperatorLike,
     *,
     tol: float = 1e-6,
     seed: Seed = None,
@@ -31,7 +32,8 @@ def spectral_gap(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator` with ``n >= 2``.
+        A symmetric operator with ``n >= 2``: a :class:`~curvlab.CurvatureOperator` or
+        anything with ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     tol
         Relative residual tolerance passed to :func:`~curvlab.eigsh`.
     seed
@@ -58,7 +60,9 @@ def spectral_gap(
     if n < 2:
         raise ValueError("spectral_gap needs an operator with n >= 2.")
     if n == 2:
-        ev, U = torch.linalg.eigh(op.to_dense())
+        # two products give the matrix (the protocol has no to_dense)
+        A = op @ torch.eye(2, dtype=op.dtype, device=op.device)
+        ev, U = torch.linalg.eigh(0.5 * (A + A.T))
         res = torch.linalg.vector_norm(op @ U - U * ev, dim=0)
         lam2, lam1 = float(ev[0]), float(ev[1])
         residuals = res.flip(0)

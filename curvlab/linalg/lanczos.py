@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from .._random import Seed, make_generator
+from ._protocol import OperatorLike
 from ._utils import check_operator, check_positive_int, gaussian, matmul
 from .results import EigenResult, LanczosResult
 
@@ -112,7 +113,7 @@ def _lanczos_batched(
 
 
 def lanczos(
-    op,
+    op: OperatorLike,
     num_iter: int,
     *,
     v0: Tensor | None = None,
@@ -131,8 +132,8 @@ def lanczos(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator` (anything with ``@``,
-        ``shape``, ``dtype``, ``device``).
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     num_iter
         Number of steps ``m`` (one product each), ``>= 1``. The process stops earlier when
         the Krylov space becomes invariant (at the latest after ``n`` steps); the result is
@@ -299,7 +300,7 @@ def _check_which(which: str) -> None:
 
 
 def eigsh(
-    op,
+    op: OperatorLike,
     k: int = 1,
     *,
     which: str = "LA",
@@ -324,7 +325,8 @@ def eigsh(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator`.
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     k
         Number of eigenpairs, ``1 <= k < n``. For all of them use
         ``torch.linalg.eigh(op.to_dense())``.

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._random import Seed, make_generator
+from ._protocol import OperatorLike
 from ._utils import check_operator, check_positive_int, gaussian, matmul
 from .results import EigenResult
 
@@ -17,7 +18,7 @@ _CRITERIA = ("residual", "eigenvalue")
 
 
 def power_iteration(
-    op,
+    op: OperatorLike,
     k: int = 1,
     *,
     tol: float = 1e-4,
@@ -42,7 +43,8 @@ def power_iteration(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator`.
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     k
         Number of eigenpairs, ``1 <= k <= n``.
     tol

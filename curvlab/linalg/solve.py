@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..operators.base import CurvatureOperator
+from ._protocol import OperatorLike
 
 __all__ = ["cg", "CGResult"]
 
@@ -49,7 +49,7 @@ class CGResult:
 
 
 def cg(
-    op: CurvatureOperator,
+    op: OperatorLike,
     b: Tensor,
     *,
     damping: float = 0.0,
@@ -66,8 +66,8 @@ def cg(
     Parameters
     ----------
     op
-        Any :class:`~curvlab.CurvatureOperator` (or anything with ``@``, ``shape``,
-        ``dtype`` and ``device``).
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     b
         Right-hand side, shape ``(n,)``.
     damping

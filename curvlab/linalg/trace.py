@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._random import Seed, make_generator
+from ._protocol import OperatorLike
 from ._utils import check_operator, check_positive_int, matmul, rademacher
 from .results import TraceResult
 
@@ -130,7 +131,7 @@ def _xtrace(op, n, m, gen, batch_size):
 
 
 def trace(
-    op,
+    op: OperatorLike,
     *,
     num_matvecs: int = 100,
     method: str = "hutch++",
@@ -166,7 +167,8 @@ def trace(
     Parameters
     ----------
     op
-        A symmetric :class:`~curvlab.CurvatureOperator`.
+        A symmetric operator: a :class:`~curvlab.CurvatureOperator` or anything with
+        ``shape``, ``dtype``, ``device`` and ``@`` (:class:`~curvlab.OperatorLike`).
     num_matvecs
         Budget of operator products (``>= 3`` for Hutch++, ``>= 4`` for XTrace, which uses
         an even number).

@@ -21,9 +21,9 @@ Seed = int | torch.Generator
 
 def check_seed(seed: Seed) -> Seed:
     """Return ``seed``; raise unless it is an int or a ``torch.Generator``: problems are always
-    seeded (``None`` is refused). The builders then call
-    ``curvlab._random.make_generator(check_seed(seed), share=True)``: a fresh CPU generator for
-    an int, the given generator itself otherwise."""
+    seeded (``None`` is refused). The builders then draw from curvlab's one seed policy
+    (``make_generator(check_seed(seed), share=True)``): a fresh CPU generator for an int, the
+    given generator itself otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, int | torch.Generator):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}.")
     _random.check_seed(seed)  # a negative int: ValueError
