@@ -18,7 +18,7 @@ Batches
     data); integer tensors (labels, token ids, masks) keep their dtype.
 Model outputs
     ``output=`` says how to get the tensor that ``loss_fn`` takes from what the model returns:
-    see :func:`model_output`.
+    see :func:`~curvlab.risk.model_output`.
 Train / eval mode
     curvlab never calls ``model.eval()`` or ``model.train()``: everything is evaluated in the
     mode the model is in, the same for every consumer. A model with BatchNorm in train mode is
@@ -335,7 +335,8 @@ def predict(model: nn.Module, X, *, output: Output = None) -> Tensor:
 
     ``X`` (a tensor, a tuple or a dict) is moved to the parameters' device and dtype, the
     model is called in its current mode (its train-mode buffers restored after) and ``output``
-    picks the tensor (see :func:`model_output`; a callable receives ``(X, None)`` as batch).
+    picks the tensor (see :func:`~curvlab.risk.model_output`; a callable receives ``(X, None)``
+    as batch).
 
     Examples
     --------
@@ -482,9 +483,10 @@ class EmpiricalRisk:
         Compare two passes over the data at construction, batch by batch, and raise if the
         batches or their losses differ.
     output
-        How to get the loss's input from the model's return value (see :func:`model_output`):
-        ``None`` (a tensor, a mapping's ``"logits"``, a tuple's first element), a key or
-        attribute name, a tuple index, or ``output(model_output, batch) -> Tensor``.
+        How to get the loss's input from the model's return value (see
+        :func:`~curvlab.risk.model_output`): ``None`` (a tensor, a mapping's ``"logits"``, a
+        tuple's first element), a key or attribute name, a tuple index, or
+        ``output(model_output, batch) -> Tensor``.
 
     Examples
     --------
@@ -583,7 +585,7 @@ class EmpiricalRisk:
 
         Raises if the data holds a different number of samples than at construction. Buffers
         that the forward passes of this pass update in train mode are restored when the
-        iteration ends (see :func:`keep_buffers`).
+        iteration ends (BatchNorm running statistics and counters).
         """
         total = 0
         with keep_buffers(self.model):

@@ -47,10 +47,6 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(Tensor|Module|Generator|Figure|Axes|Axes3D|LinearOperator|DataLoader)"),
     # private base classes (shown in "Bases:" lines) have no pages of their own
     (r"py:class", r"curvlab(\.\w+)*\._\w+\.\w+"),
-    # names in curvlab/risk.py's docstrings that Sphinx cannot resolve from the page of
-    # curvlab.EmpiricalRisk (model_output is documented as curvlab.risk.model_output;
-    # keep_buffers is an internal helper without a page): drop once they are qualified
-    (r"py:func", r"(model_output|keep_buffers)"),
 ]
 exclude_patterns = [
     "_build",

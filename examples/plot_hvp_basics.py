@@ -34,7 +34,7 @@ from sklearn.datasets import load_digits
 from torch import nn
 
 import curvlab as cl
-from curvlab._params import flatten
+from curvlab.params import flatten
 
 torch.manual_seed(0)
 digits = load_digits()

@@ -108,7 +108,7 @@ class CurvatureOptimizer(Optimizer):
         synchronize double backward), probes are identical on every rank (the same seed;
         ``seed=None`` takes rank 0's), so every rank takes the same step. Every reduction
         carries an error flag: when a rank fails during a step, the other ranks raise
-        :class:`curvlab._distributed.RemoteRankError` instead of waiting forever.
+        :class:`curvlab.RemoteRankError` instead of waiting forever.
 
     Notes
     -----
