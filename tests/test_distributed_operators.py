@@ -129,3 +129,53 @@ def test_estimators_agree_on_every_rank_and_with_one_process(distributed_results
     for key in ref:
         assert torch.equal(ranks[0][key], ranks[1][key]), key  # bit for bit across ranks
         torch.testing.assert_close(ranks[0][key], ref[key], rtol=1e-8, atol=1e-10)
+
+
+def _landscape_and_risk(rank, world):
+    model, X, y = problem()
+    data = [(X[a:b], y[a:b]) for a, b in SHARDS[rank]]
+    group = dist.group.WORLD
+    d = torch.randn(
+        sum(p.numel() for p in model.parameters()),
+        dtype=DT,
+        generator=torch.Generator().manual_seed(2),
+    )
+    acc = {"acc": lambda out, t: (out.argmax(1) == t).double().mean()}
+    res = cl.landscape.line(
+        model,
+        nn.CrossEntropyLoss(),
+        data,
+        d,
+        steps=5,
+        metrics=acc,
+        progress=False,
+        process_group=group,
+    )
+    ev = cl.EmpiricalRisk(model, nn.CrossEntropyLoss(), data, process_group=group).evaluate(acc)
+    return {
+        "loss": res.loss,
+        "acc": res.metrics["acc"],
+        "num_data": res.num_data,
+        "risk": ev.loss,
+        "risk_acc": ev.metrics["acc"],
+    }
+
+
+def test_landscape_and_risk_over_a_process_group(tmp_path):
+    """Each rank holds its shard (unequal sizes); the line is the full-data line everywhere."""
+    results = run_distributed(_landscape_and_risk, tmp_path)
+    model, X, y = problem()
+    d = torch.randn(
+        sum(p.numel() for p in model.parameters()),
+        dtype=DT,
+        generator=torch.Generator().manual_seed(2),
+    )
+    acc = {"acc": lambda out, t: (out.argmax(1) == t).double().mean()}
+    ref = cl.landscape.line(
+        model, nn.CrossEntropyLoss(), [(X, y)], d, steps=5, metrics=acc, progress=False
+    )
+    for r in results:
+        assert r["num_data"] == 16
+        torch.testing.assert_close(r["loss"], ref.loss, rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(r["acc"], ref.metrics["acc"], rtol=1e-12, atol=1e-14)
+        torch.testing.assert_close(r["risk"], ref.loss[2], rtol=1e-12, atol=1e-14)
