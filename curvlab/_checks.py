@@ -47,11 +47,12 @@ def _is_real_tensor(value: Any) -> bool:
     )
 
 
-def check_real(value: Any, name: str, *, tensor_ok: bool = False) -> Any:
-    """A finite real number (``bool`` excluded).
+def check_real(value: Any, name: str, *, tensor_ok: bool = False, allow_inf: bool = False) -> Any:
+    """A finite real number (``bool`` excluded; numpy numbers accepted).
 
     With ``tensor_ok``, a one-element real tensor is accepted too (and returned as it is);
-    otherwise a tensor is a :class:`ValueError` that says to pass a Python number.
+    otherwise a tensor is a :class:`ValueError` that says to pass a Python number. With
+    ``allow_inf``, ``inf`` and ``-inf`` are accepted (``nan`` never is).
     """
     if isinstance(value, torch.Tensor):
         if not tensor_ok:
@@ -69,7 +70,9 @@ def check_real(value: Any, name: str, *, tensor_ok: bool = False) -> Any:
         number = float(value)
     else:
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}.")
-    if not math.isfinite(number):
+    if allow_inf and math.isnan(number):
+        raise ValueError(f"{name} must be a number (inf allowed), got nan.")
+    if not allow_inf and not math.isfinite(number):
         raise ValueError(f"{name} must be finite, got {number}.")
     return value
 
@@ -80,17 +83,21 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def check_nonneg(value: Any, name: str, *, tensor_ok: bool = False) -> Any:
-    """A finite real number ``>= 0`` (see :func:`check_real` for ``tensor_ok``)."""
-    check_real(value, name, tensor_ok=tensor_ok)
+def check_nonneg(value: Any, name: str, *, tensor_ok: bool = False, allow_inf: bool = False) -> Any:
+    """A finite real number ``>= 0`` (see :func:`check_real` for ``tensor_ok`` and
+    ``allow_inf``)."""
+    check_real(value, name, tensor_ok=tensor_ok, allow_inf=allow_inf)
     if _number(value) < 0:
         raise ValueError(f"{name} must be a non-negative number, got {_number(value)}.")
     return value
 
 
-def check_positive(value: Any, name: str, *, tensor_ok: bool = False) -> Any:
-    """A finite real number ``> 0``."""
-    check_real(value, name, tensor_ok=tensor_ok)
+def check_positive(
+    value: Any, name: str, *, tensor_ok: bool = False, allow_inf: bool = False
+) -> Any:
+    """A finite real number ``> 0`` (see :func:`check_real` for ``tensor_ok`` and
+    ``allow_inf``)."""
+    check_real(value, name, tensor_ok=tensor_ok, allow_inf=allow_inf)
     if _number(value) <= 0:
         raise ValueError(f"{name} must be positive, got {_number(value)}.")
     return value

@@ -42,16 +42,24 @@ def fresh_seed() -> int:
     return int.from_bytes(os.urandom(8), "little") >> (64 - _SEED_BITS)
 
 
-def check_seed(seed: Seed) -> None:
-    """Raise a clear error unless ``seed`` is ``None``, a non-negative int or a Generator."""
-    if seed is None or isinstance(seed, torch.Generator):
-        return
-    if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise TypeError(
-            f"seed must be an int, a torch.Generator or None, got {type(seed).__name__}."
+def check_seed(seed: Seed, *, allow_none: bool = True) -> Seed:
+    """Return ``seed``; raise a clear error unless it is ``None``, a non-negative int (numpy
+    integers included) or a Generator.
+
+    A wrong type is a :class:`TypeError`, a negative int a :class:`ValueError`. With
+    ``allow_none=False`` (the problem builders, which are always seeded) ``None`` is a
+    :class:`TypeError` too.
+    """
+    if isinstance(seed, torch.Generator) or (seed is None and allow_none):
+        return seed
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, Integral):
+        expected = (
+            "an int, a torch.Generator or None" if allow_none else "an int or a torch.Generator"
         )
+        raise TypeError(f"seed must be {expected}, got {type(seed).__name__}.")
     if int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer, got {int(seed)}.")
+    return seed
 
 
 def draw_seed(generator: torch.Generator) -> int:

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_int, check_positive
 from .risk import check_output, predict
 
 __all__ = [
@@ -301,8 +302,7 @@ def nudft(x, y, freqs, *, norm: str = "backward", chunk_size: int | None = None)
     n, K = x.shape[0], f.shape[0]
     if chunk_size is None:
         chunk_size = max(1, (1 << 20) // K)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}.")
+    chunk_size = check_int(chunk_size, "chunk_size")
     fchunk = max(1, min(K, 1 << 16))
     out = torch.zeros(K, Y.shape[1], dtype=cwork, device=x.device)
     two_pi = 2 * math.pi
@@ -580,16 +580,11 @@ def filtered_error(
         raise TypeError("y_true and y_pred must be real.")
     if Xf.device != yt.device or yt.device != yp.device:
         raise ValueError("X, y_true and y_pred must be on the same device.")
-    try:
-        delta = float(delta)
-    except (TypeError, ValueError):
-        raise TypeError(f"delta must be a number, got {type(delta).__name__}.") from None
-    if not delta > 0 or math.isnan(delta):
-        raise ValueError(f"delta must be positive (the kernel variance), got {delta}.")
+    # the kernel variance: inf is allowed (the kernel is then the mean)
+    delta = float(check_positive(delta, "delta", tensor_ok=True, allow_inf=True))
     if block_size is None:
         block_size = max(1, (1 << 22) // n)
-    if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-        raise ValueError(f"block_size must be a positive int, got {block_size!r}.")
+    block_size = check_int(block_size, "block_size")
     if torch.equal(yt, yp):
         return 0.0, 0.0
     dt = _real_dtype(Xf, yt, yp)
@@ -864,8 +859,7 @@ class SpectralBiasTracker:
         direction=None,
         output=None,
     ):
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be a positive int, got {every!r}.")
+        every = check_int(every, "every")
         if not callable(metric) and metric not in _METRICS:
             raise ValueError(f"metric must be one of {_METRICS} or a callable, got {metric!r}.")
         self.x = x

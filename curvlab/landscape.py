@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from ._checks import check_int
 from ._params import flatten, select_params, unflatten
 from ._random import Seed, make_generator
 from .risk import EmpiricalRisk, Output, check_metrics
@@ -215,8 +216,7 @@ def random_directions(
     >>> d1.shape
     torch.Size([21])
     """
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"num must be a positive int, got {num!r}.")
+    num = check_int(num, "num")
     if normalization not in _NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {_NORMALIZATIONS}, got {normalization!r}.")
     if ignore not in _IGNORES:
@@ -289,8 +289,7 @@ def eigen_directions(
     except ImportError:  # pragma: no cover - before eigsh is re-exported by curvlab.linalg
         from .linalg.lanczos import eigsh
 
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ValueError(f"num must be a positive int, got {num!r}.")
+    num = check_int(num, "num")
     n = op.shape[0]
     if num > n:
         raise ValueError(f"num={num} directions asked but the operator has dimension {n}.")
@@ -381,8 +380,7 @@ def _as_two(directions, tensors: list[Tensor]) -> tuple[Tensor, Tensor]:
 
 
 def _coords(span, steps, what: str) -> Tensor:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"{what}: steps must be a positive int, got {steps!r}.")
+    steps = check_int(steps, f"{what}: steps")
     try:
         lo, hi = (float(s) for s in span)
     except (TypeError, ValueError):

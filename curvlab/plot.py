@@ -12,16 +12,18 @@ result attributes they read, so the functions also accept compatible objects of 
 :func:`spectral_bias_heatmap`   frequency x step heatmap (``SpectralBiasResult``)
 :func:`frequency_curves`        per-frequency curves, mean and band over seeds
 :func:`training_curves`         metrics over training, mean and band over seeds
+:func:`curvature_history`       tracked eigenvalues / trace over training, 2/lr lines
 ==============================  ==========================================================
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
+
+from ._checks import check_positive
 
 __all__ = [
     "density",
@@ -31,6 +33,7 @@ __all__ = [
     "spectral_bias_heatmap",
     "frequency_curves",
     "training_curves",
+    "curvature_history",
 ]
 
 
@@ -113,9 +116,7 @@ def density(sd, *, grid=None, sigma: float | None = None, log: bool = False, ax=
     spread = hi - lo
     if sigma is None:
         sigma = 0.01 * spread if spread > 0 else 0.01 * max(abs(hi), 1.0)
-    sigma = float(sigma)
-    if not (sigma > 0 and math.isfinite(sigma)):
-        raise ValueError(f"sigma must be a positive number, got {sigma}.")
+    sigma = float(check_positive(sigma, "sigma", tensor_ok=True))
     if grid is None:
         grid = torch.linspace(
             lo - 5 * sigma, hi + 5 * sigma, 1000, dtype=nodes.dtype, device=nodes.device
@@ -576,5 +577,105 @@ def training_curves(
     ax.set_xlabel(xlabel)
     if ylabel:
         ax.set_ylabel(ylabel)
+    ax.legend(fontsize="small")
+    return ax
+
+
+def curvature_history(
+    history,
+    *,
+    lr=None,
+    which: str = "eigenvalues",
+    ax=None,
+    label: str | None = None,
+    **kwargs,
+):
+    r"""Tracked curvature over training: top eigenvalues (or the trace) against the step.
+
+    Parameters
+    ----------
+    history
+        A list of :class:`curvlab.track.CurvatureRecord` (``tracker.history``), a
+        :class:`curvlab.track.CurvatureTracker`, or any sequence of objects with ``step`` and
+        ``eigenvalues`` (and ``trace``, ``trace_stderr`` for ``which="trace"``).
+    lr
+        A learning rate (or a sequence of them): a dashed horizontal line at ``2 / lr`` each,
+        the stability threshold of gradient descent on a quadratic (the edge of stability).
+    which
+        ``"eigenvalues"`` (default): one line per tracked eigenvalue, the largest solid;
+        ``"trace"``: the trace estimate with a band of two standard errors.
+    ax
+        Axes to draw on (a new figure otherwise).
+    label
+        Prefix of the legend labels (to tell runs apart on one Axes).
+    **kwargs
+        Passed to ``ax.plot`` for the lines of the records.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> from curvlab.plot import curvature_history
+    >>> from curvlab.track import CurvatureRecord
+    >>> recs = [CurvatureRecord(step=s, eigenvalues=(0.5 * s, s), residuals=(0.0, 0.0),
+    ...                         loss=1.0, trace=None, trace_stderr=None, spectral_bias=None,
+    ...                         num_matvecs=10, eig_matvecs=10, converged=True, warm=s > 0,
+    ...                         seconds=0.0, seed=0) for s in range(4)]
+    >>> ax = curvature_history(recs, lr=1.0)
+    >>> len(ax.lines)  # two eigenvalues and the 2/lr line
+    3
+    """
+    if hasattr(history, "history") and not isinstance(history, Sequence):
+        history = history.history
+    if not isinstance(history, Sequence) or not history:
+        raise TypeError(
+            "history must be a non-empty list of CurvatureRecord (tracker.history) or a "
+            "CurvatureTracker with records."
+        )
+    if which not in ("eigenvalues", "trace"):
+        raise ValueError(f"which must be 'eigenvalues' or 'trace', got {which!r}.")
+    _require(history[0], ("step", "eigenvalues"), "curvature_history")
+    ax = _axes(ax)
+    steps = np.asarray([r.step for r in history], dtype=float)
+    prefix = f"{label}: " if label else ""
+    if which == "eigenvalues":
+        k = len(history[0].eigenvalues)
+        if any(len(r.eigenvalues) != k for r in history):
+            raise ValueError("every record must have the same number of eigenvalues.")
+        vals = np.asarray([list(r.eigenvalues)[::-1] for r in history], dtype=float)
+        color = kwargs.pop("color", None)
+        for i in range(k):
+            style = {"linewidth": 1.8 if i == 0 else 0.9, "alpha": 1.0 if i == 0 else 0.6}
+            style.update(kwargs)
+            (ln,) = ax.plot(
+                steps, vals[:, i], color=color, label=f"{prefix}$\\lambda_{{{i + 1}}}$", **style
+            )
+            color = ln.get_color()
+        ax.set_ylabel("top Hessian eigenvalue" if k == 1 else "top Hessian eigenvalues")
+    else:
+        if any(getattr(r, "trace", None) is None for r in history):
+            raise ValueError("which='trace' needs records with a trace (trace=True).")
+        tr = np.asarray([r.trace for r in history], dtype=float)
+        err = np.asarray([r.trace_stderr for r in history], dtype=float)
+        (ln,) = ax.plot(steps, tr, label=f"{prefix}trace", **kwargs)
+        ax.fill_between(steps, tr - 2 * err, tr + 2 * err, color=ln.get_color(), alpha=0.2)
+        ax.set_ylabel("trace")
+        color = ln.get_color()
+    if lr is not None:
+        lrs = [lr] if np.ndim(lr) == 0 else list(lr)
+        for r in lrs:
+            r = float(r)
+            if not (r > 0 and np.isfinite(r)):
+                raise ValueError(f"lr must be positive, got {r}.")
+            ax.axhline(
+                2.0 / r,
+                color=color,
+                linestyle="--",
+                linewidth=1.0,
+                label=f"{prefix}2 / lr = {2.0 / r:.3g}",
+            )
+    ax.set_xlabel("step")
     ax.legend(fontsize="small")
     return ax

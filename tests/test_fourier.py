@@ -291,8 +291,11 @@ def test_filtered_error_float32_and_errors():
     assert (lo, hi) == pytest.approx(ref, rel=1e-4)
     with pytest.raises(ValueError, match="positive"):
         fr.filtered_error(Xt, yt, ht, 0.0)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="delta must be a number"):
         fr.filtered_error(Xt, yt, ht, float("nan"))
+    with pytest.raises(TypeError, match="delta must be a real number, got str"):
+        fr.filtered_error(Xt, yt, ht, "1.0")
+    assert fr.filtered_error(Xt, yt, ht, torch.tensor(1.0)) == (lo, hi)
     with pytest.raises(ValueError, match="block_size"):
         fr.filtered_error(Xt, yt, ht, 1.0, block_size=0)
     with pytest.raises(ValueError, match="same shape"):

@@ -1,12 +1,12 @@
-"""Shared checks and random draws for the estimators (private).
+"""Shared operator check and random draws for the estimators (private).
+
+Argument checks (integers, tolerances) are :mod:`curvlab._checks`'s.
 
 Seeds go through curvlab's one seed policy (``make_generator``: an integer is drawn from a
 Generator ``seed``, so that the returned integer reproduces the run).
 """
 
 from __future__ import annotations
-
-from numbers import Integral
 
 import torch
 from torch import Tensor
@@ -18,7 +18,6 @@ __all__ = [
     "gaussian",
     "rademacher",
     "matmul",
-    "check_positive_int",
 ]
 
 
@@ -44,15 +43,6 @@ def check_operator(op: OperatorLike) -> int:
     if shape[0] < 1:
         raise ValueError("the operator is empty (n = 0).")
     return int(shape[0])
-
-
-def check_positive_int(value, name: str, minimum: int = 1) -> int:
-    """Return ``value`` as an int, or raise if it is not an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def gaussian(shape, gen: torch.Generator, dtype, device) -> Tensor:

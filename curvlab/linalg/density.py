@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, check_positive_int, rademacher
+from ._utils import check_operator, rademacher
 from .lanczos import _lanczos_batched
 from .results import SpectralDensity
 
@@ -77,9 +78,9 @@ def spectral_density(
     True
     """
     n = check_operator(op)
-    num_iter = check_positive_int(num_iter, "num_iter")
+    num_iter = check_int(num_iter, "num_iter")
     if probes is None:
-        num_probes = check_positive_int(num_probes, "num_probes")
+        num_probes = check_int(num_probes, "num_probes")
         gen, used_seed = make_generator(seed, op.device)
         Z = rademacher((n, num_probes), gen, op.dtype, op.device)
     else:

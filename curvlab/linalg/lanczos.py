@@ -12,9 +12,10 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_nonneg
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, check_positive_int, gaussian, matmul
+from ._utils import check_operator, gaussian, matmul
 from .results import EigenResult, LanczosResult
 
 __all__ = ["lanczos", "eigsh", "WHICH"]
@@ -161,7 +162,7 @@ def lanczos(
     True
     """
     n = check_operator(op)
-    num_iter = check_positive_int(num_iter, "num_iter")
+    num_iter = check_int(num_iter, "num_iter")
     if v0 is None:
         gen, used_seed = make_generator(seed, op.device)
         v = gaussian((n, 1), gen, op.dtype, op.device)
@@ -404,27 +405,25 @@ def eigsh(
     True
     """
     n = check_operator(op)
-    k = check_positive_int(k, "k")
+    k = check_int(k, "k")
     _check_which(which)
     if k >= n:
         raise ValueError(
             f"k={k} must be smaller than n={n}; for all eigenvalues of a small operator use "
             "torch.linalg.eigh(op.to_dense())."
         )
-    tol = float(tol)
-    if not (tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a finite non-negative number, got {tol}.")
+    tol = float(check_nonneg(tol, "tol", tensor_ok=True))
     if block_size is None:
         b = 1
     else:
-        b = check_positive_int(block_size, "block_size")
+        b = check_int(block_size, "block_size")
     b = min(b, n)
     if ncv is None:
         ncv = max(2 * k + 2 * b, 30)
         if n <= 2 * ncv:  # small problem: never restart, exact after at most n products
             ncv = n
     else:
-        ncv = min(check_positive_int(ncv, "ncv"), n)
+        ncv = min(check_int(ncv, "ncv"), n)
         if ncv < n and ncv < k + b:
             raise ValueError(
                 f"ncv={ncv} must be at least k + block_size = {k + b} (or n) to make room for "
@@ -433,7 +432,7 @@ def eigsh(
     if max_matvecs is None:
         max_matvecs = max(20 * ncv, 500)
     else:
-        max_matvecs = check_positive_int(max_matvecs, "max_matvecs")
+        max_matvecs = check_int(max_matvecs, "max_matvecs")
 
     device, dtype = op.device, op.dtype
     gen, used_seed = make_generator(seed, device)

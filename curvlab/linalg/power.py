@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_nonneg
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, check_positive_int, gaussian, matmul
+from ._utils import check_operator, gaussian, matmul
 from .results import EigenResult
 
 __all__ = ["power_iteration"]
@@ -78,13 +77,11 @@ def power_iteration(
     [-2.0, 10.0]
     """
     n = check_operator(op)
-    k = check_positive_int(k, "k")
+    k = check_int(k, "k")
     if k > n:
         raise ValueError(f"k={k} must be at most n={n}.")
-    max_iter = check_positive_int(max_iter, "max_iter")
-    tol = float(tol)
-    if not (tol >= 0 and math.isfinite(tol)):
-        raise ValueError(f"tol must be a finite non-negative number, got {tol}.")
+    max_iter = check_int(max_iter, "max_iter")
+    tol = float(check_nonneg(tol, "tol", tensor_ok=True))
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
     device, dtype = op.device, op.dtype

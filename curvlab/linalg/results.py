@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .._checks import check_positive
 from .solve import CGResult
 
 __all__ = [
@@ -348,9 +349,9 @@ class SpectralDensity:
         Tensor
             The density at ``grid``, same length, on the nodes' device.
         """
-        sigma = self.default_sigma() if sigma is None else float(sigma)
-        if not (sigma > 0 and math.isfinite(sigma)):
-            raise ValueError(f"sigma must be a positive number, got {sigma}.")
+        if sigma is None:
+            sigma = self.default_sigma()
+        sigma = float(check_positive(sigma, "sigma", tensor_ok=True))
         if grid is None:
             grid = self.default_grid(sigma=sigma)
         x = torch.as_tensor(grid, dtype=self.nodes.dtype, device=self.nodes.device).reshape(-1)

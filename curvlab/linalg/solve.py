@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from .._checks import check_int, check_nonneg, check_positive
 from ._protocol import OperatorLike
 
 __all__ = ["cg", "CGResult"]
@@ -96,14 +96,9 @@ def cg(
     n = op.shape[0]
     if b.dim() != 1 or b.shape[0] != n:
         raise ValueError(f"b must have shape ({n},), got {tuple(b.shape)}.")
-    if damping < 0 or not math.isfinite(damping):
-        raise ValueError(f"damping must be a finite non-negative number, got {damping}.")
-    if tol <= 0:
-        raise ValueError(f"tol must be positive, got {tol}.")
-    if max_iter is None:
-        max_iter = n
-    if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}.")
+    check_nonneg(damping, "damping", tensor_ok=True)
+    check_positive(tol, "tol", tensor_ok=True)
+    max_iter = n if max_iter is None else check_int(max_iter, "max_iter")
     if not torch.isfinite(b).all():
         raise ValueError("b has NaN or Inf entries.")
 

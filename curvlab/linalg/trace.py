@@ -7,9 +7,10 @@ import math
 import torch
 from torch import Tensor
 
+from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, check_positive_int, matmul, rademacher
+from ._utils import check_operator, matmul, rademacher
 from .results import TraceResult
 
 __all__ = ["trace", "TRACE_METHODS"]
@@ -34,11 +35,11 @@ def _run_estimator(op, methods: dict, method: str, num_matvecs, seed, batch_size
     Returns ``(estimate, error, used, seed)`` with the integer seed that reproduces the run.
     """
     n = check_operator(op)
-    num_matvecs = check_positive_int(num_matvecs, "num_matvecs")
+    num_matvecs = check_int(num_matvecs, "num_matvecs")
     if method not in methods:
         raise ValueError(f"method must be one of {tuple(methods)}, got {method!r}.")
     if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
+        batch_size = check_int(batch_size, "batch_size")
     gen, used_seed = make_generator(seed, op.device)
     return (*methods[method](op, n, num_matvecs, gen, batch_size), used_seed)
 

@@ -9,6 +9,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .._autograd import jvp_by_double_vjp, linearize, vjp_batched, vmap_or_loop
+from .._checks import check_int
 from .._random import Seed, make_generator
 from ..risk import Output
 from ._losses import (
@@ -74,8 +75,7 @@ class GGNOperator(EmpiricalRiskOperator):
         batch_columns: bool | None = None,
         output: Output = None,
     ):
-        if isinstance(mc_samples, bool) or not isinstance(mc_samples, int) or mc_samples < 0:
-            raise ValueError(f"mc_samples must be a non-negative int, got {mc_samples!r}.")
+        mc_samples = check_int(mc_samples, "mc_samples", minimum=0)
         if mc_samples > 0:
             check_known(loss_fn, "The Monte-Carlo Fisher (mc_samples > 0)")
         check_ggn_supported(loss_fn)

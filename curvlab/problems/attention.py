@@ -6,15 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from .._random import make_generator
-from .problem import (
-    Problem,
-    Seed,
-    check_positive_int,
-    check_seed,
-    loaders,
-    seeded_init,
-)
+from .._checks import check_int
+from .._random import check_seed, make_generator
+from .problem import Problem, Seed, loaders, seeded_init
 
 __all__ = ["SelfAttention", "attention_regression"]
 
@@ -96,11 +90,12 @@ def attention_regression(
     >>> tuple(X.shape), p.model.in_proj_weight.numel()
     ((64, 10, 16), 768)
     """
-    check_positive_int(n_train, "n_train")
-    check_positive_int(n_test, "n_test", minimum=0)
-    for v, nm in ((seq_len, "seq_len"), (embed_dim, "embed_dim"), (num_heads, "num_heads")):
-        check_positive_int(v, nm)
-    gen = make_generator(check_seed(seed), share=True)[0]
+    n_train = check_int(n_train, "n_train")
+    n_test = check_int(n_test, "n_test", minimum=0)
+    seq_len = check_int(seq_len, "seq_len")
+    embed_dim = check_int(embed_dim, "embed_dim")
+    num_heads = check_int(num_heads, "num_heads")
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
     with seeded_init(gen):
         model = SelfAttention(embed_dim, num_heads).to(dtype)
     shape = (seq_len, embed_dim)

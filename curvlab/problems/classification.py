@@ -8,11 +8,12 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from .._random import make_generator
+from .._checks import check_int
+from .._random import check_seed, make_generator
 from .digits import digits
 from .lenet import LeNet5
 from .mlp import MLP
-from .problem import Problem, Seed, check_positive_int, check_seed, loaders, seeded_init
+from .problem import Problem, Seed, loaders, seeded_init
 from .resnet import ResNet
 from .transformer import Transformer
 from .vision import VISION_DATASETS, vision
@@ -36,7 +37,7 @@ _NATIVE = {"digits": (8, 1)} | {k: (v[3], v[4]) for k, v in VISION_DATASETS.item
 def _subsample(ds: Dataset, k: int | None, gen: torch.Generator, name: str) -> Dataset:
     if k is None:
         return ds
-    check_positive_int(k, name)
+    k = check_int(k, name)
     if k > len(ds):
         raise ValueError(f"{name}={k} exceeds the {len(ds)} available examples.")
     idx = torch.randperm(len(ds), generator=gen)[:k]
@@ -132,10 +133,10 @@ def image_classification(
         channels = channels if channels is not None else native_ch
     else:
         raise TypeError(f"model must be a name or an nn.Module, got {type(model).__name__}.")
-    check_positive_int(size, "size")
-    check_positive_int(batch_size, "batch_size")
+    size = check_int(size, "size")
+    batch_size = check_int(batch_size, "batch_size")
 
-    gen = make_generator(check_seed(seed), share=True)[0]
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
     if build is not None:
         with seeded_init(gen):
             model = build(size, channels).to(dtype)

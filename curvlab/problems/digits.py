@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
-from .problem import check_positive_int
+from .._checks import check_int, check_real
+from .._random import check_seed
 
 __all__ = ["digits"]
 
@@ -87,18 +88,19 @@ def digits(
     >>> tuple(X.shape), tuple(y.shape)
     ((1437, 3, 32, 32), (1437,))
     """
-    check_positive_int(size, "size")
-    if isinstance(channels, bool) or channels not in (1, 3):
+    size = check_int(size, "size")
+    channels = check_int(channels, "channels")
+    if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    if not (isinstance(test_fraction, int | float) and 0.0 < test_fraction < 1.0):
+    if not 0.0 < check_real(test_fraction, "test_fraction") < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}.")
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if isinstance(seed, torch.Generator):
         raise TypeError(
-            f"seed must be an int (the split must be the same for every call), got "
-            f"{type(seed).__name__}."
+            "seed must be an int (the split must be the same for every call), got Generator."
         )
+    seed = int(check_seed(seed, allow_none=False))
     if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}.")
 

@@ -6,8 +6,9 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .._random import make_generator
-from .problem import ObjectiveLoss, Problem, Seed, check_positive_int, check_seed
+from .._checks import check_int, check_nonneg
+from .._random import check_seed, make_generator
+from .problem import ObjectiveLoss, Problem, Seed
 
 __all__ = ["MatrixFactorization", "matrix_factorization"]
 
@@ -59,11 +60,9 @@ class MatrixFactorization(nn.Module):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
-        for v, nm in ((m, "m"), (n, "n"), (rank, "rank")):
-            check_positive_int(v, nm)
-        if not reg >= 0:
-            raise ValueError(f"reg must be >= 0, got {reg!r}.")
-        gen = make_generator(check_seed(seed), share=True)[0]
+        m, n, rank = check_int(m, "m"), check_int(n, "n"), check_int(rank, "rank")
+        check_nonneg(reg, "reg", tensor_ok=True)
+        gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
         self.reg = float(reg)
         self.P = nn.Parameter(init_scale * torch.randn(m, rank, generator=gen, dtype=dtype))
         self.Q = nn.Parameter(init_scale * torch.randn(rank, n, generator=gen, dtype=dtype))
@@ -126,10 +125,9 @@ def matrix_factorization(
     >>> tuple(M.shape), tuple(model.P.shape), tuple(model.Q.shape)
     ((40, 100, 100), (100, 5), (5, 100))
     """
-    check_positive_int(n_matrices, "n_matrices")
-    gen = make_generator(check_seed(seed), share=True)[0]
-    check_positive_int(m, "m")
-    check_positive_int(n, "n")
+    n_matrices = check_int(n_matrices, "n_matrices")
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
+    m, n = check_int(m, "m"), check_int(n, "n")
     M = torch.randn(n_matrices, m, n, generator=gen, dtype=dtype)
     model = MatrixFactorization(m, n, rank, reg=reg, init_scale=init_scale, seed=gen, dtype=dtype)
     data = TensorDataset(M, torch.zeros(n_matrices, dtype=dtype))

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._checks import check_int
+
 __all__ = ["MLP", "DeepLinear"]
 
 _ACTIVATIONS = {
@@ -22,10 +24,10 @@ _ACTIVATIONS = {
 
 def _check_widths(widths, name: str) -> tuple[int, ...]:
     widths = tuple(widths)
-    for w in widths:
-        if isinstance(w, bool) or not isinstance(w, int) or w < 1:
-            raise ValueError(f"{name} must be positive ints, got {widths!r}.")
-    return widths
+    try:
+        return tuple(check_int(w, f"{name}[{i}]") for i, w in enumerate(widths))
+    except (TypeError, ValueError) as e:  # the same error, with the whole sequence
+        raise type(e)(f"{name} must be positive ints, got {widths!r}: {e}") from None
 
 
 class MLP(nn.Sequential):
@@ -110,13 +112,12 @@ class DeepLinear(nn.Sequential):
     """
 
     def __init__(self, *dims: int, seed: int | torch.Generator = 0, dtype=torch.float32):
-        from .._random import make_generator
-        from .problem import check_seed
+        from .._random import check_seed, make_generator
 
         dims = _check_widths(dims, "dims")
         if len(dims) < 2:
             raise ValueError(f"DeepLinear needs at least an input and an output size, got {dims}.")
-        gen = make_generator(check_seed(seed), share=True)[0]
+        gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
         layers = []
         for i in range(len(dims) - 1):
             # skip_init: no default initialization, so the global RNG is never touched

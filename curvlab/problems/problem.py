@@ -13,21 +13,11 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from .. import _random
+from .._checks import check_int
 
 __all__ = ["Problem", "loaders", "RMSELoss", "ObjectiveLoss"]
 
 Seed = int | torch.Generator
-
-
-def check_seed(seed: Seed) -> Seed:
-    """Return ``seed``; raise unless it is an int or a ``torch.Generator``: problems are always
-    seeded (``None`` is refused). The builders then draw from curvlab's one seed policy
-    (``make_generator(check_seed(seed), share=True)``): a fresh CPU generator for an int, the
-    given generator itself otherwise."""
-    if isinstance(seed, bool) or not isinstance(seed, int | torch.Generator):
-        raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}.")
-    _random.check_seed(seed)  # a negative int: ValueError
-    return seed
 
 
 @contextmanager
@@ -42,14 +32,6 @@ def seeded_init(gen: torch.Generator) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s)
         yield
-
-
-def check_positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return value
 
 
 @dataclass(frozen=True)
@@ -156,8 +138,8 @@ def loaders(
     >>> [len(y) for _, y in train]
     [4, 4, 2]
     """
-    check_positive_int(batch_size, "batch_size")
-    check_seed(seed)
+    batch_size = check_int(batch_size, "batch_size")
+    _random.check_seed(seed, allow_none=False)  # problems are always seeded
     # a Generator seed is drawn from (an independent stream), not shared with the loader
     gen, _ = _random.make_generator(seed, share=False)
     train = DataLoader(train_set, batch_size=batch_size, shuffle=shuffle, generator=gen)
@@ -165,7 +147,7 @@ def loaders(
         return train, None
     if test_batch_size is None:
         test_batch_size = max(len(test_set), 1)
-    check_positive_int(test_batch_size, "test_batch_size")
+    test_batch_size = check_int(test_batch_size, "test_batch_size")
     # a generator even without shuffling: DataLoader otherwise draws its base seed from the
     # global RNG at every pass
     test = DataLoader(

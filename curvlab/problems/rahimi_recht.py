@@ -7,9 +7,10 @@ import math
 import torch
 from torch.utils.data import TensorDataset
 
-from .._random import make_generator
+from .._checks import check_int, check_real
+from .._random import check_seed, make_generator
 from .mlp import DeepLinear
-from .problem import Problem, RMSELoss, Seed, check_positive_int, check_seed, loaders
+from .problem import Problem, RMSELoss, Seed, loaders
 
 __all__ = ["rahimi_recht", "rahimi_recht_matrix", "PUBLISHED_CONDITION_NUMBERS"]
 
@@ -103,7 +104,7 @@ def _draw_matrix(
 
 
 def _check_c(c) -> float:
-    if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c) or c < 1:
+    if float(check_real(c, "c")) < 1:
         raise ValueError(f"c must be a finite number >= 1, got {c!r}.")
     return float(c)
 
@@ -167,10 +168,9 @@ def rahimi_recht_matrix(
     True
     """
     c = _check_c(c)
-    check_positive_int(xdim, "xdim")
-    check_positive_int(ydim, "ydim")
-    check_positive_int(max_draws, "max_draws")
-    gen = make_generator(check_seed(seed), share=True)[0]
+    xdim, ydim = check_int(xdim, "xdim"), check_int(ydim, "ydim")
+    max_draws = check_int(max_draws, "max_draws")
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
     return _draw_matrix(c, xdim, ydim, gen, cond_range, max_draws)[0]
 
 
@@ -231,15 +231,9 @@ def rahimi_recht(
     (338, 15000.0)
     """
     c = _check_c(c)
-    for v, nm in (
-        (n_train, "n_train"),
-        (n_test, "n_test"),
-        (xdim, "xdim"),
-        (wdim, "wdim"),
-        (ydim, "ydim"),
-    ):
-        check_positive_int(v, nm)
-    gen = make_generator(check_seed(seed), share=True)[0]
+    n_train, n_test = check_int(n_train, "n_train"), check_int(n_test, "n_test")
+    xdim, wdim, ydim = check_int(xdim, "xdim"), check_int(wdim, "wdim"), check_int(ydim, "ydim")
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
     A, cond, num_draws, window = _draw_matrix(c, xdim, ydim, gen, cond_range, 10**7)
     model = DeepLinear(xdim, wdim, ydim, seed=gen, dtype=dtype)
     X = torch.randn(n_train, xdim, generator=gen, dtype=torch.float64)

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Integral
 
 from torch import Tensor, nn
+
+from .._checks import check_int
 
 __all__ = ["ResNet", "BasicBlock"]
 
@@ -68,15 +71,27 @@ class ResNet(nn.Module):
     ):
         super().__init__()
         widths = tuple(widths)
-        bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w < 1]
-        if not widths or bad:
-            raise ValueError(f"widths must be a non-empty sequence of positive ints, got {widths}.")
-        blocks = (blocks,) * len(widths) if isinstance(blocks, int) else tuple(blocks)
-        if len(blocks) != len(widths) or any(b < 1 for b in blocks):
-            raise ValueError(
-                f"blocks must be a positive int or one positive int per stage ({len(widths)}), "
-                f"got {blocks!r}."
-            )
+        if not widths:
+            raise ValueError("widths must be a non-empty sequence of positive ints, got ().")
+        try:
+            widths = tuple(check_int(w, f"widths[{i}]") for i, w in enumerate(widths))
+        except (TypeError, ValueError) as e:  # the same error, with the whole sequence
+            raise type(e)(
+                f"widths must be a non-empty sequence of positive ints, got {widths}: {e}"
+            ) from None
+        if isinstance(blocks, Integral) and not isinstance(blocks, bool):
+            blocks = (blocks,) * len(widths)
+        expected = f"blocks must be a positive int or one positive int per stage ({len(widths)})"
+        try:
+            blocks = tuple(blocks)
+        except TypeError:
+            raise TypeError(f"{expected}, got {type(blocks).__name__}.") from None
+        if len(blocks) != len(widths):
+            raise ValueError(f"{expected}, got {blocks!r}.")
+        try:
+            blocks = tuple(check_int(b, f"blocks[{i}]") for i, b in enumerate(blocks))
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{expected}, got {blocks!r}: {e}") from None
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False),
             nn.BatchNorm2d(widths[0]),

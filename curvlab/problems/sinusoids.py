@@ -9,9 +9,10 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from .._random import make_generator
+from .._checks import check_int
+from .._random import check_seed, make_generator
 from .mlp import MLP
-from .problem import Problem, Seed, check_positive_int, check_seed, loaders, seeded_init
+from .problem import Problem, Seed, loaders, seeded_init
 
 __all__ = ["sinusoids", "SINUSOID_PRESETS"]
 
@@ -86,8 +87,8 @@ def sinusoids(
     """
     if preset not in SINUSOID_PRESETS:
         raise ValueError(f"preset must be one of {sorted(SINUSOID_PRESETS)}, got {preset!r}.")
-    check_positive_int(n, "n", minimum=2)
-    gen = make_generator(check_seed(seed), share=True)[0]
+    n = check_int(n, "n", minimum=2)
+    gen = make_generator(check_seed(seed, allow_none=False), share=True)[0]
     base = SINUSOID_PRESETS[preset]
     amps = torch.tensor(
         base["amplitudes"] if amplitudes is None else tuple(amplitudes), dtype=torch.float64

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
+
 __all__ = ["MathMultiheadAttention", "EncoderBlock", "Transformer"]
 
 
@@ -147,8 +149,7 @@ class Transformer(nn.Module):
             raise ValueError("give exactly one of in_features (feature vectors) or vocab_size.")
         if pool not in ("mean", None):
             raise ValueError(f"pool must be 'mean' or None, got {pool!r}.")
-        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive int, got {num_layers!r}.")
+        num_layers = check_int(num_layers, "num_layers")
         self.pool = pool
         self.embed: nn.Module = (
             nn.Embedding(vocab_size, d_model)

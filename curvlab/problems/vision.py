@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from .._checks import check_int
+
 __all__ = ["vision", "VISION_DATASETS", "DATA_ENV"]
 
 DATA_ENV = "CURVLAB_DATA"
@@ -156,11 +158,11 @@ def vision(
     cls_name, sub, files, native_size, native_ch, mean, std = VISION_DATASETS[name]
     if size is None:
         size = native_size
-    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-        raise ValueError(f"size must be a positive int, got {size!r}.")
+    size = check_int(size, "size")
     if channels is None:
         channels = native_ch
-    if isinstance(channels, bool) or channels not in (1, 3):
+    channels = check_int(channels, "channels")
+    if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}.")
 
     root = _resolve_root(root)

@@ -204,7 +204,7 @@ def test_eigsh_bad_input():
     op = with_spectrum(torch.arange(5.0), seed=0)
     with pytest.raises(ValueError, match="torch.linalg.eigh"):
         eigsh(op, k=5)
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(ValueError, match="k must be an integer >= 1"):
         eigsh(op, k=0)
     with pytest.raises(TypeError, match="integer"):
         eigsh(op, k=1.5)

@@ -63,7 +63,7 @@ def test_power_iteration_bad_input():
         power_iteration(op, k=5)
     with pytest.raises(ValueError, match="criterion"):
         power_iteration(op, criterion="norm")
-    with pytest.raises(ValueError, match="max_iter must be >= 1"):
+    with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
         power_iteration(op, max_iter=0)
     with pytest.raises(ValueError, match="NaN or Inf"):
         power_iteration(FunctionOperator(lambda V: V * float("nan"), 4), seed=0)

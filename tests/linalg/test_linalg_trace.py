@@ -139,7 +139,7 @@ def test_trace_bad_input():
         trace(op, num_matvecs=3, method="xtrace")
     with pytest.raises(ValueError, match="to_dense"):
         trace(op, num_matvecs=20, method="xtrace")
-    with pytest.raises(ValueError, match="num_matvecs must be >= 1"):
+    with pytest.raises(ValueError, match="num_matvecs must be an integer >= 1"):
         trace(op, num_matvecs=0, method="hutchinson")
     nan_op = FunctionOperator(lambda V: V * float("inf"), 10)
     with pytest.raises(ValueError, match="NaN or Inf"):
