@@ -105,6 +105,40 @@ class LandscapeLine:
         """Alias of ``coords``."""
         return self.coords
 
+    def curvature(self, at: float = 0.0) -> float:
+        r"""The second difference of the loss at the grid point nearest ``at``, per unit length.
+
+        :math:`(L_{i+1} - 2 L_i + L_{i-1}) / (h^2 \|d\|^2)` with ``h`` the grid step: for a
+        twice-differentiable loss and a small ``span`` it tends to the Rayleigh quotient
+        :math:`d^	op H d / \|d\|^2` (the eigenvalue along a unit eigenvector). It is not the
+        eigenvalue over a wide span, where the loss is not quadratic, nor for ReLU networks,
+        whose loss is only piecewise twice differentiable (see the user guide's "Curvature of
+        real models").
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> from curvlab.landscape import line
+        >>> model = nn.Linear(1, 1, bias=False).double()
+        >>> x = torch.tensor([[1.0], [2.0]], dtype=torch.float64)
+        >>> d = torch.tensor([2.0], dtype=torch.float64)
+        >>> res = line(model, nn.MSELoss(), [(x, x)], d, steps=5, progress=False)
+        >>> round(res.curvature(), 9)  # d^2/dw^2 of mean((w x - x)^2) = mean(2 x^2) = 5
+        5.0
+        """
+        n = self.coords.numel()
+        if n < 3:
+            raise ValueError("curvature() needs a line of at least 3 steps.")
+        i = int(torch.argmin((self.coords - at).abs()))
+        i = min(max(i, 1), n - 2)
+        h1 = float(self.coords[i + 1] - self.coords[i])
+        h0 = float(self.coords[i] - self.coords[i - 1])
+        if not math.isclose(h0, h1, rel_tol=1e-9, abs_tol=0.0):
+            raise ValueError("curvature() needs a uniform grid (a line, not an interpolation).")
+        second = float(self.loss[i + 1] - 2 * self.loss[i] + self.loss[i - 1]) / h1**2
+        return second / self.direction_norm**2
+
 
 @dataclass(frozen=True, eq=False)
 class LandscapeSurface:

@@ -145,12 +145,17 @@ def test_direction_as_list_of_tensors_equals_flat():
 def test_params_selection_moves_only_selected():
     model = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
     g = torch.Generator().manual_seed(0)
-    data = [(torch.randn(6, 2, generator=g, dtype=torch.float64),
-             torch.randn(6, 1, generator=g, dtype=torch.float64))]
+    data = [
+        (
+            torch.randn(6, 2, generator=g, dtype=torch.float64),
+            torch.randn(6, 1, generator=g, dtype=torch.float64),
+        )
+    ]
     (d,) = ls.random_directions(model, num=1, seed=0, params="2.*", ignore=None)
     assert d.shape == (4,)
-    res = ls.line(model, nn.MSELoss(), data, d, params="2.*", span=(1.0, 1.0), steps=1,
-                  progress=False)
+    res = ls.line(
+        model, nn.MSELoss(), data, d, params="2.*", span=(1.0, 1.0), steps=1, progress=False
+    )
     ref = nn.Sequential(nn.Linear(2, 3), nn.Tanh(), nn.Linear(3, 1)).double()
     ref.load_state_dict(model.state_dict())
     with torch.no_grad():
@@ -167,14 +172,23 @@ def test_metrics_are_weighted_like_the_loss():
         return (out.argmax(1) == y).double().mean()
 
     (d,) = ls.random_directions(model, num=1, seed=0)
-    res = ls.line(model, nn.CrossEntropyLoss(), data, d, span=(0.0, 0.0), steps=1,
-                  metrics={"accuracy": accuracy}, progress=False)
+    res = ls.line(
+        model,
+        nn.CrossEntropyLoss(),
+        data,
+        d,
+        span=(0.0, 0.0),
+        steps=1,
+        metrics={"accuracy": accuracy},
+        progress=False,
+    )
     X = torch.cat([b[0] for b in data])
     y = torch.cat([b[1] for b in data])
     with torch.no_grad():
         out = model(X)
     assert res.metrics["accuracy"][0].item() == pytest.approx(
-        (out.argmax(1) == y).double().mean().item())
+        (out.argmax(1) == y).double().mean().item()
+    )
     assert res.loss[0].item() == pytest.approx(nn.CrossEntropyLoss()(out, y).item(), rel=1e-6)
 
 
@@ -188,8 +202,15 @@ def test_surface_along_two_eigenvectors_is_the_quadratic_form():
     evals, evecs = torch.linalg.eigh(H)
     v1, v2 = evecs[:, -1], evecs[:, 2]
     L0 = full_loss(model, loss_fn, data).detach()
-    res = ls.surface(model, loss_fn, data, [v1, v2], span=((-1.0, 2.0), (-0.5, 0.5)),
-                     steps=(5, 3), progress=False)
+    res = ls.surface(
+        model,
+        loss_fn,
+        data,
+        [v1, v2],
+        span=((-1.0, 2.0), (-0.5, 0.5)),
+        steps=(5, 3),
+        progress=False,
+    )
     a, b = res.coords
     assert res.loss.shape == (5, 3)
     A, B = res.meshgrid()
@@ -197,11 +218,25 @@ def test_surface_along_two_eigenvectors_is_the_quadratic_form():
     torch.testing.assert_close(res.loss, expected, rtol=1e-9, atol=1e-10)
     torch.testing.assert_close(A[:, 0], a)
     # the (n, 2) column layout of EigenResult.eigenvectors gives the same surface
-    res2 = ls.surface(model, loss_fn, data, torch.stack([v1, v2], dim=1),
-                      span=((-1.0, 2.0), (-0.5, 0.5)), steps=(5, 3), progress=False)
+    res2 = ls.surface(
+        model,
+        loss_fn,
+        data,
+        torch.stack([v1, v2], dim=1),
+        span=((-1.0, 2.0), (-0.5, 0.5)),
+        steps=(5, 3),
+        progress=False,
+    )
     torch.testing.assert_close(res.loss, res2.loss, rtol=0, atol=0)
-    res3 = ls.surface(model, loss_fn, data, torch.stack([v1, v2]),
-                      span=((-1.0, 2.0), (-0.5, 0.5)), steps=(5, 3), progress=False)
+    res3 = ls.surface(
+        model,
+        loss_fn,
+        data,
+        torch.stack([v1, v2]),
+        span=((-1.0, 2.0), (-0.5, 0.5)),
+        steps=(5, 3),
+        progress=False,
+    )
     torch.testing.assert_close(res.loss, res3.loss, rtol=0, atol=0)
 
 
@@ -270,8 +305,11 @@ def test_progress_bar_runs(capsys):
 
 # -- directions ---------------------------------------------------------------------------
 @SETTINGS
-@given(seed=st.integers(0, 2**31), num=st.integers(1, 3),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    seed=st.integers(0, 2**31),
+    num=st.integers(1, 3),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_filter_normalized_norms_match_weights(seed, num, dtype):
     model = ConvNet().to(dtype)
     dirs = ls.random_directions(model, num=num, seed=seed)
@@ -353,8 +391,7 @@ def test_interpolate_matches_models_on_the_path():
     model_b, _ = regression_problem(2)
     loss_fn = nn.MSELoss()
     snap_b = snapshot(model_b)
-    res = ls.interpolate(model_a, model_b, loss_fn, data, span=(-0.5, 1.5), steps=5,
-                         progress=False)
+    res = ls.interpolate(model_a, model_b, loss_fn, data, span=(-0.5, 1.5), steps=5, progress=False)
     torch.testing.assert_close(res.coords, torch.tensor([-0.5, 0.0, 0.5, 1.0, 1.5]).double())
     ta, tb = flat_params(model_a), flat_params(model_b)
     for a, val in zip(res.coords, res.loss):
@@ -372,10 +409,12 @@ def test_interpolate_buffers():
         b.bn.running_var.fill_(4.0)
     snap = snapshot(a)
     data = conv_data()
-    with_buf = ls.interpolate(a, b, nn.CrossEntropyLoss(), data, span=(1.0, 1.0), steps=1,
-                              progress=False)
-    without = ls.interpolate(a, b, nn.CrossEntropyLoss(), data, span=(1.0, 1.0), steps=1,
-                             buffers=False, progress=False)
+    with_buf = ls.interpolate(
+        a, b, nn.CrossEntropyLoss(), data, span=(1.0, 1.0), steps=1, progress=False
+    )
+    without = ls.interpolate(
+        a, b, nn.CrossEntropyLoss(), data, span=(1.0, 1.0), steps=1, buffers=False, progress=False
+    )
     with torch.no_grad():
         ref = nn.CrossEntropyLoss()(b(data[0][0]), data[0][1])
     assert with_buf.loss[0].item() == pytest.approx(ref.item(), rel=1e-5)
@@ -424,3 +463,47 @@ def test_bad_input_errors():
         ls.interpolate(model, nn.Linear(3, 3).double(), loss_fn, data, progress=False)
     with pytest.raises(ValueError, match="num"):
         ls.eigen_directions(DenseOperator(torch.eye(3)), num=4)
+
+
+def test_line_curvature_is_the_rayleigh_quotient_for_a_smooth_loss():
+    """Along a top eigenvector (smooth tanh MLP, small span) the second difference equals the
+    eigenvalue from a dense float64 Hessian; a rescaled direction gives the same value per
+    unit length; a wide span gives less (the loss is not quadratic)."""
+    from curvlab.params import flatten
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2)).double()
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 3, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 2, (40,), generator=gen)
+    data = [(X, y)]
+    params = [p for p in model.parameters()]
+    theta = flatten([p.detach() for p in params])
+
+    def f(flat):
+        from torch.func import functional_call
+
+        from curvlab.params import unflatten
+
+        names = [n for n, _ in model.named_parameters()]
+        return nn.functional.cross_entropy(
+            functional_call(model, dict(zip(names, unflatten(flat, params))), (X,)), y
+        )
+
+    evals, evecs = torch.linalg.eigh(torch.func.hessian(f)(theta))
+    lam, v = float(evals[-1]), evecs[:, -1]
+    for scale in (1.0, 3.0):
+        res = ls.line(
+            model,
+            nn.CrossEntropyLoss(),
+            data,
+            scale * v,
+            span=(-1e-3, 1e-3),
+            steps=5,
+            progress=False,
+        )
+        assert abs(res.curvature() - lam) < 1e-5 * lam
+    wide = ls.line(model, nn.CrossEntropyLoss(), data, v, span=(-5, 5), steps=3, progress=False)
+    assert wide.curvature() < 0.9 * lam
+    with pytest.raises(ValueError, match="3 steps"):
+        ls.line(model, nn.CrossEntropyLoss(), data, v, steps=2, progress=False).curvature()
