@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from curvlab.optim import DampedNewton
+from curvlab.optim import step as optim_step
 from curvlab.problems import MatrixFactorization, matrix_factorization
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
@@ -138,9 +139,7 @@ def run(first: str, second: str | None, init: int | None) -> np.ndarray:
     for _ in range(STEPS):
         if opt_Q is not None:
             opt_Q.step(closure)  # damped Newton on Q at the current P
-        opt_P.zero_grad()
-        closure().backward()  # the first-order block: an ordinary torch step
-        opt_P.step()
+        optim_step(opt_P, closure)  # the first-order block: an ordinary torch step
         gaps.append(float(closure().detach()) - F_star)
     return np.array(gaps)
 
