@@ -180,6 +180,14 @@ class EmpiricalRiskOperator(CurvatureOperator):
         out = torch.zeros_like(V)
         error = None
         try:
+            if torch.is_autocast_enabled(out.device.type):
+                raise RuntimeError(
+                    "curvature products under torch.autocast are refused: the forward would run "
+                    "in low precision (bf16 products are off by ~3e-3 of their norm) and the "
+                    "solvers' bookkeeping with them, so eigsh and cg stall or return low-"
+                    "precision results without an error. Leave autocast for the analysis: with "
+                    f"torch.autocast({out.device.type!r}, enabled=False): ..."
+                )
             with curvature_pass():
                 parts = self._local_matmat(Vs, k)
                 out.copy_(torch.cat([p.reshape(k, -1) for p in parts], dim=1).T)

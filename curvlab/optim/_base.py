@@ -29,14 +29,16 @@ from torch.optim import Optimizer
 
 from .. import _random
 from .._autograd import curvature_pass
-from .._checks import check_nonneg
+from .._checks import check_nonneg, check_positive
 from .._distributed import RemoteRankError, all_reduce_checked
 from .._params import flatten, unflatten
 from ._closure import (
     Closure,
     ClosureError,
     LegacyStepWarning,
+    autocast_state,
     evaluate_closure,
+    full_precision,
     loss_of_frozen_step,
     loss_only_closure,
     take_gradient,
@@ -109,6 +111,16 @@ class CurvatureOptimizer(Optimizer):
         ``seed=None`` takes rank 0's), so every rank takes the same step. Every reduction
         carries an error flag: when a rank fails during a step, the other ranks raise
         :class:`curvlab.RemoteRankError` instead of waiting forever.
+    max_grad_norm
+        Clip the gradient by its total 2-norm before the update, as
+        :func:`torch.nn.utils.clip_grad_norm_` between ``backward`` and ``step`` would
+        (default ``None``: no clipping). The gradient of all the optimizer's parameters is
+        scaled by ``min(1, max_grad_norm / (norm + 1e-6))``; the scaled gradient is what the
+        update uses and what ``p.grad`` holds after the step. Curvature (Hessian, Gauss-Newton
+        and Sophia-G's sampled-label products) is not scaled. The norm before clipping (a
+        tensor, as ``clip_grad_norm_`` returns) is ``opt.last_grad_norm``; in data-parallel
+        steps it is the norm of the averaged gradient. May be changed between steps
+        (``opt.max_grad_norm = 1.0``).
 
     Notes
     -----
@@ -136,8 +148,14 @@ class CurvatureOptimizer(Optimizer):
         *,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         self._validate_group(dict(defaults))  # before torch looks at params
+        if max_grad_norm is not None:
+            check_positive(max_grad_norm, "max_grad_norm")
+        self.max_grad_norm = max_grad_norm
+        self.last_grad_norm: Tensor | None = None
+        self._autocast: tuple = ()  # the caller's autocast regions at the current step
         _random.check_seed(seed)
         self._process_group_lost = False
         super().__init__(params, defaults)  # validates every group (add_param_group)
@@ -314,6 +332,11 @@ class CurvatureOptimizer(Optimizer):
                 "process group cannot be pickled): set opt.process_group = <group> (or None "
                 "for single-process steps) before stepping."
             )
+        if closure is None and getattr(self, "_step_taken", False):
+            # the step of this iteration was taken with a closure by an adapter
+            # (curvlab.optim.hf.CurvatureTrainer.training_step): the loop's own step() is a no-op
+            self._step_taken = False
+            return None
         params = self._own_params()
         if not params:  # a frozen block: nothing to do, as in torch
             return None if closure is None else loss_of_frozen_step(closure)
@@ -341,14 +364,20 @@ class CurvatureOptimizer(Optimizer):
         # products through the output) runs its passes like the operators' products: math
         # attention backend, no fused fast paths
         curvature = needs_graph or self._needs_output()
+        # mixed precision: the closure runs in the caller's autocast regions (the forward in
+        # low precision, as recorded in the graph); the gradient, the curvature products, the
+        # solves and the update run outside autocast, so the optimizer's bookkeeping stays in
+        # the parameters' dtype; re-evaluations (line searches) re-enter the caller's regions
+        self._autocast = autocast_state()
         with curvature_pass() if curvature else nullcontext():
             loss, output = evaluate_closure(closure)
-            grads = take_gradient(loss, params, create_graph=needs_graph)
-            ctx = self._context(loss, output, params, grads, needs_graph, closure)
-            value = ctx.loss_value
-            del loss, output, grads  # from here on only ctx holds the graph; release() drops it
-            plan = self._prepare(ctx) if ctx.params else None
-            self._finish(ctx, plan)
+            with full_precision():
+                grads = take_gradient(loss, params, create_graph=needs_graph)
+                ctx = self._context(loss, output, params, grads, needs_graph, closure)
+                value = ctx.loss_value
+                del loss, output, grads  # from now on only ctx holds the graph (release drops it)
+                plan = self._prepare(ctx) if ctx.params else None
+                self._finish(ctx, plan)
         return value
 
     def _legacy_context(self, params: list[Tensor]) -> StepContext:
@@ -380,15 +409,16 @@ class CurvatureOptimizer(Optimizer):
                 stacklevel=user_stacklevel(),
             )
             self._legacy_warned = True
-        return StepContext(None, None, used, grads, has_graph, None)
+        return self._clip_gradients(StepContext(None, None, used, grads, has_graph, None))
 
     def _legacy_step(self, params: list[Tensor]) -> None:
-        ctx = self._legacy_context(params)
-        try:
-            plan = self._prepare(ctx) if ctx.params else None
-        finally:
-            self._detach_grads(ctx.params)
-        self._finish(ctx, plan)
+        with full_precision():
+            ctx = self._legacy_context(params)
+            try:
+                plan = self._prepare(ctx) if ctx.params else None
+            finally:
+                self._detach_grads(ctx.params)
+            self._finish(ctx, plan)
         return None
 
     @staticmethod
@@ -414,8 +444,8 @@ class CurvatureOptimizer(Optimizer):
                 f"{type(self).__name__} needs the model output on this step: make the closure "
                 "return (loss, output)."
             )
-        re_eval = loss_only_closure(closure) if closure is not None else None
-        return StepContext(loss, output, used, used_grads, has_graph, re_eval)
+        re_eval = self._re_evaluation(closure)
+        return self._clip_gradients(StepContext(loss, output, used, used_grads, has_graph, re_eval))
 
     def _distributed_context(self, loss, output, used, used_grads, has_graph, closure):
         """A step context whose gradients, products and loss values are averaged over the
@@ -451,7 +481,7 @@ class CurvatureOptimizer(Optimizer):
             value = value[0]
         re_eval = None
         if closure is not None:
-            inner = loss_only_closure(closure)
+            inner = self._re_evaluation(closure)
 
             def re_eval() -> Tensor:
                 v = inner().reshape(1).clone()
@@ -460,6 +490,29 @@ class CurvatureOptimizer(Optimizer):
 
         ctx = StepContext(loss, output, used, used_grads, has_graph, re_eval, loss_value=value)
         ctx.global_grads, ctx.reduce, ctx.world_size = global_grads, reduce, world
+        return self._clip_gradients(ctx)
+
+    def _re_evaluation(self, closure):
+        """The loss-only closure of line searches, in the autocast regions of the step."""
+        if closure is None:
+            return None
+        return loss_only_closure(closure, getattr(self, "_autocast", ()))
+
+    def _clip_gradients(self, ctx: StepContext) -> StepContext:
+        """Clip the gradient the update uses by its total norm (``max_grad_norm``), with the
+        arithmetic of :func:`torch.nn.utils.clip_grad_norm_`; ``p.grad`` gets the clipped
+        gradient. The graph-carrying gradients (curvature products) are left as they are."""
+        max_norm = getattr(self, "max_grad_norm", None)
+        if max_norm is None or not ctx.params:
+            return ctx
+        grads = [ctx.grad_of(p).detach() for p in ctx.params]
+        total = torch.nn.utils.get_total_norm(grads)  # torch's norm, as clip_grad_norm_
+        self.last_grad_norm = total
+        coef = torch.clamp(max_norm / (total + 1e-6), max=1.0)
+        clipped = [g * coef.to(g.device) for g in grads]
+        ctx.update_grads = clipped
+        for p, g in zip(ctx.params, clipped):
+            p.grad = g
         return ctx
 
     def _finish(self, ctx: StepContext, plan: Any) -> None:

@@ -51,11 +51,14 @@ class ClippedMomentumOptimizer(CurvatureOptimizer):
         update_each: int,
         seed: int | torch.Generator | None,
         process_group,
+        max_grad_norm: float | None = None,
     ):
         check_int(update_each, "update_each")
         self.update_each = update_each
         defaults = dict(lr=lr, betas=betas, rho=rho, weight_decay=weight_decay, eps=eps)
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     def _check_group(self, group):
         check_betas(group["betas"], "betas")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -114,11 +115,45 @@ def loss_of_frozen_step(closure: Closure) -> Any:
     return out.detach() if isinstance(out, Tensor) else out
 
 
-def loss_only_closure(closure: Closure) -> Callable[[], Tensor]:
-    """A closure for re-evaluations (line searches): the loss value, no graph."""
+#: device types whose torch.autocast state a step saves and restores
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+AutocastState = tuple[tuple[str, torch.dtype], ...]
+
+
+def autocast_state() -> AutocastState:
+    """The enabled :class:`torch.autocast` regions of the caller: ``(device_type, dtype)``."""
+    return tuple(
+        (d, torch.get_autocast_dtype(d)) for d in _AUTOCAST_DEVICES if torch.is_autocast_enabled(d)
+    )
+
+
+@contextmanager
+def autocast_as(state: AutocastState) -> Iterator[None]:
+    """Re-enter the autocast regions of ``state`` (as :func:`autocast_state` saved them)."""
+    with ExitStack() as stack:
+        for device, dtype in state:
+            stack.enter_context(torch.autocast(device, dtype=dtype))
+        yield
+
+
+@contextmanager
+def full_precision() -> Iterator[None]:
+    """Leave every enabled autocast region: the optimizer's own arithmetic (gradients,
+    curvature products through the recorded graph, solves, the update) runs in the dtypes
+    of the parameters and of the graph, never in autocast's lower precision."""
+    with ExitStack() as stack:
+        for device, _ in autocast_state():
+            stack.enter_context(torch.autocast(device, enabled=False))
+        yield
+
+
+def loss_only_closure(closure: Closure, autocast: AutocastState = ()) -> Callable[[], Tensor]:
+    """A closure for re-evaluations (line searches): the loss value, no graph, under the
+    autocast regions ``autocast`` (those of the step's first evaluation)."""
 
     def f() -> Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), autocast_as(autocast):
             out = closure()
         if isinstance(out, (tuple, list)):
             out = out[0]

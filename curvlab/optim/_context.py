@@ -134,6 +134,8 @@ class StepContext:
     #: data-parallel steps: averages a list of tensors over the group, in place
     reduce: Callable[[list[Tensor]], None] | None = None
     world_size: int = 1
+    #: the gradient the update uses, clipped by ``max_grad_norm`` (``None``: not clipped)
+    update_grads: list[Tensor] | None = None
 
     def __post_init__(self):
         self._index = {id(p): i for i, p in enumerate(self.params)}
@@ -152,7 +154,10 @@ class StepContext:
         return id(p) in self._index
 
     def grad_of(self, p: Tensor) -> Tensor:
-        """The gradient of ``p`` (averaged over the process group in data-parallel steps)."""
+        """The gradient of ``p`` the update uses (averaged over the process group in
+        data-parallel steps; clipped when the optimizer has ``max_grad_norm``)."""
+        if self.update_grads is not None:
+            return self.update_grads[self._index[id(p)]]
         grads = self.grads if self.global_grads is None else self.global_grads
         return grads[self._index[id(p)]]
 

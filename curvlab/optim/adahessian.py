@@ -113,6 +113,7 @@ class AdaHessian(CurvatureOptimizer):
         update_each: int = 1,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         check_int(n_samples, "n_samples")
         check_int(update_each, "update_each")
@@ -122,7 +123,9 @@ class AdaHessian(CurvatureOptimizer):
         defaults = dict(
             lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, hessian_power=hessian_power
         )
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     @classmethod
     def official(cls, params, **kwargs) -> AdaHessian:

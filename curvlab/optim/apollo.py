@@ -114,6 +114,7 @@ class Apollo(CurvatureOptimizer):
         weight_decay_type: str = "L2",
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         defaults = dict(
             lr=lr,
@@ -126,7 +127,9 @@ class Apollo(CurvatureOptimizer):
             weight_decay=weight_decay,
             weight_decay_type=weight_decay_type,
         )
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     def add_param_group(self, param_group: dict) -> None:
         """Add a parameter group; its warm-up starts at ``init_lr / lr`` of its ``lr`` (the

@@ -10,7 +10,15 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ._base import CurvatureOptimizer
-from ._closure import ClosureError, evaluate_closure, step, take_gradient
+from ._closure import (
+    ClosureError,
+    autocast_as,
+    autocast_state,
+    evaluate_closure,
+    full_precision,
+    step,
+    take_gradient,
+)
 from ._closure import trainable_params as _params_of
 
 __all__ = ["BlockOptimizer", "compose"]
@@ -110,10 +118,23 @@ class BlockOptimizer:
     # -- the step ------------------------------------------------------------------------------
     def step(self, closure: Callable[[], Any] | None = None) -> Tensor | None:
         """One step of every member; returns the loss (detached) when a closure is given."""
+        if closure is None and getattr(self, "_step_taken", False):
+            self._step_taken = False  # taken with a closure by curvlab.optim.hf's adapter
+            return None
         if closure is None:
             return self._legacy_step()
-        loss, output = evaluate_closure(closure)
+        # the closure runs in the caller's autocast regions, the optimizers' own arithmetic
+        # (gradients, products, solves, updates) outside them
+        state = autocast_state()
+        with full_precision():
+            return self._step_with(closure, state)
+
+    def _step_with(self, closure, autocast) -> Tensor:
+        with autocast_as(autocast):
+            loss, output = evaluate_closure(closure)
         curv = [o for o in self.optimizers if isinstance(o, CurvatureOptimizer)]
+        for o in curv:
+            o._autocast = autocast
         needs_graph = any(o._needs_graph() for o in curv)
         blocks = [_params_of(o) for o in self.optimizers]
         all_params = [p for b in blocks for p in b]
@@ -143,12 +164,17 @@ class BlockOptimizer:
                 opt._finish(ctxs[i], plans[i])
                 opt._opt_called = True  # what torch's LR schedulers check after step()
             elif isinstance(opt, torch.optim.LBFGS):
-                step(opt, closure)  # re-evaluates the loss and the gradient of its block
+                with autocast_as(autocast):  # re-evaluates the loss and its block's gradient
+                    step(opt, closure)
             else:
                 opt.step()
         return loss_value
 
     def _legacy_step(self) -> None:
+        with full_precision():
+            self._legacy_steps()
+
+    def _legacy_steps(self) -> None:
         ctxs, plans = {}, {}
         for i, opt in enumerate(self.optimizers):
             if isinstance(opt, CurvatureOptimizer):

@@ -112,6 +112,7 @@ class DampedNewton(GroupStepOptimizer):
         lam: float | None = None,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         check_int(update_each, "update_each")
         if alpha is not None:
@@ -128,7 +129,9 @@ class DampedNewton(GroupStepOptimizer):
             cg_tol=cg_tol,
             cg_max_iter=cg_max_iter,
         )
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     def _check_group(self, group):
         if group["variant"] not in VARIANTS:

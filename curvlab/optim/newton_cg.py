@@ -144,6 +144,7 @@ class NewtonCG(CurvatureOptimizer):
         max_backtracks: int = 20,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         if isinstance(curvature, str) and curvature.lower() in ("gauss-newton", "gn"):
             curvature = "ggn"
@@ -161,7 +162,9 @@ class NewtonCG(CurvatureOptimizer):
         self.uses_output = curvature == "ggn"
         defaults = dict(lr=lr, damping=damping, cg_max_iter=cg_max_iter, cg_tol=cg_tol)
         self.last_info: dict = {}
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     def _check_group(self, group):
         check_nonneg(group["damping"], "damping")

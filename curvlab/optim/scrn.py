@@ -149,6 +149,7 @@ class SCRN(GroupStepOptimizer):
         krylov_dim: int = 10,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         if subsolver == "krylov":
             subsolver = "lanczos"
@@ -162,7 +163,9 @@ class SCRN(GroupStepOptimizer):
             subsolver=subsolver,
             krylov_dim=krylov_dim,
         )
-        super().__init__(params, defaults, seed=seed, process_group=process_group)
+        super().__init__(
+            params, defaults, seed=seed, process_group=process_group, max_grad_norm=max_grad_norm
+        )
 
     def _check_group(self, group):
         check_positive(group["rho"], "rho")

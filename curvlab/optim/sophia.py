@@ -35,6 +35,8 @@ def sampled_label_loss(output: Tensor, generator: torch.Generator) -> tuple[Tens
             "Sophia-G needs the model output (logits, with their graph): make the closure "
             "return (loss, output)."
         )
+    if output.dtype in (torch.float16, torch.bfloat16):  # logits of an autocast forward
+        output = output.float()
     logits = output.detach()
     if output.dim() >= 2 and output.shape[-1] >= 2:
         c = output.shape[-1]
@@ -86,7 +88,10 @@ class Sophia(ClippedMomentumOptimizer):
         Parameters or parameter groups.
     lr
         :math:`\eta`, the largest per-coordinate move (default ``1e-2``, for small problems;
-        the authors use ``1e-4`` to ``6e-4`` on GPT-2).
+        the authors use ``1e-4`` to ``6e-4`` on GPT-2). On a freshly initialized transformer
+        the clip is saturated (``clip_rate()`` near 1) and the update is ``lr * sign(m)``:
+        use a decaying schedule (e.g. cosine from ``1e-2``) or a constant ``lr`` of about
+        ``5e-3`` (user guide, "Training transformers").
     betas
         :math:`(\beta_1, \beta_2)` (default ``(0.965, 0.99)``).
     rho
@@ -102,6 +107,9 @@ class Sophia(ClippedMomentumOptimizer):
         ``"G"``, ``"sophia-g"``, ``"gauss-newton-bartlett"``).
     seed
         Seed of the probe / label generator.
+    max_grad_norm
+        Clip the gradient by its total norm before the update (see
+        :class:`~curvlab.optim.CurvatureOptimizer`).
 
     References
     ----------
@@ -136,6 +144,7 @@ class Sophia(ClippedMomentumOptimizer):
         estimator: str = "hutchinson",
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         if isinstance(estimator, str):
             estimator = ESTIMATOR_ALIASES.get(estimator.lower(), estimator)
@@ -152,6 +161,7 @@ class Sophia(ClippedMomentumOptimizer):
             update_each=update_each,
             seed=seed,
             process_group=process_group,
+            max_grad_norm=max_grad_norm,
         )
 
     def _check_group(self, group):

@@ -50,6 +50,7 @@ class StepSizeOptimizer(ClippedMomentumOptimizer):
         clip: bool = True,
         seed: int | torch.Generator | None = 0,
         process_group=None,
+        max_grad_norm: float | None = None,
     ):
         self.clip = bool(clip)
         super().__init__(
@@ -62,6 +63,7 @@ class StepSizeOptimizer(ClippedMomentumOptimizer):
             update_each=update_each,
             seed=seed,
             process_group=process_group,
+            max_grad_norm=max_grad_norm,
         )
 
     def _needs_graph(self) -> bool:
