@@ -1,6 +1,6 @@
 """curvlab: the curvature of neural-network losses, on PyTorch."""
 
-from . import fourier, func, landscape, optim, params, plot, problems, risk
+from . import fourier, func, landscape, optim, params, plot, problems, risk, track
 from ._distributed import RemoteRankError
 from .linalg import *  # noqa: F403
 from .linalg import __all__ as _linalg_all
@@ -20,6 +20,7 @@ __all__ = [
     "landscape",
     "fourier",
     "plot",
+    "track",
     "EmpiricalRisk",
     "RemoteRankError",
     "flatten",
