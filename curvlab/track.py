@@ -61,7 +61,7 @@ _EIGSH_DEFAULTS = {"tol": 1e-4}
 # -- records ---------------------------------------------------------------------------------
 @dataclass(frozen=True, eq=False)
 class CurvatureRecord:
-    """One measurement of :class:`CurvatureTracker`, in plain Python numbers.
+    """One measurement of :class:`~curvlab.track.CurvatureTracker`, in plain Python numbers.
 
     Attributes
     ----------
