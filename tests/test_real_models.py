@@ -8,6 +8,7 @@ dense float64 block from ``torch.func``. transformers is a test dependency (pypr
 
 from __future__ import annotations
 
+import hf_models
 import numpy as np
 import pytest
 import scipy.sparse.linalg as sla
@@ -22,19 +23,7 @@ DT = torch.float64
 
 
 def tiny_bert(seed=0):
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=16,
-        num_labels=3,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    model = transformers.BertForSequenceClassification(cfg).to(DT).eval()
+    model = hf_models.tiny_bert(seed).to(DT).eval()
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(1, 40, (6, 7), generator=g)
     mask = torch.ones_like(ids)

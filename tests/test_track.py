@@ -8,6 +8,7 @@ import types
 import matplotlib
 import pytest
 import torch
+from hf_models import tiny_bert
 from torch import nn
 from torch.func import functional_call, hessian
 
@@ -346,19 +347,7 @@ def test_hf_callback_in_a_real_trainer_run(tmp_path):
     pytest.importorskip("accelerate")  # the Trainer needs it (transformers[torch])
     from curvlab.track import HFTrainerCallback
 
-    torch.manual_seed(0)
-    cfg = transformers.BertConfig(
-        vocab_size=40,
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=24,
-        max_position_embeddings=16,
-        num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-    )
-    model = transformers.BertForSequenceClassification(cfg)
+    model = tiny_bert(0, num_hidden_layers=1, num_labels=2)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1, 40, (16, 6), generator=g)
     mask = torch.ones_like(ids)
@@ -402,19 +391,15 @@ def test_hf_callback_records_the_trainer_parameters(tmp_path):
     pytest.importorskip("accelerate")  # the Trainer needs it (transformers[torch])
     from curvlab.track import HFTrainerCallback
 
-    torch.manual_seed(1)
-    cfg = transformers.BertConfig(
+    model = tiny_bert(
+        1,
         vocab_size=30,
         hidden_size=8,
         num_hidden_layers=1,
-        num_attention_heads=2,
         intermediate_size=16,
         max_position_embeddings=8,
         num_labels=2,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
     )
-    model = transformers.BertForSequenceClassification(cfg)
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1, 30, (8, 5), generator=g)
     labels = torch.randint(0, 2, (8,), generator=g)

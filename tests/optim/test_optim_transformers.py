@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 
+import hf_models
 import pytest
 import torch
 import torch.nn.functional as F
@@ -23,18 +24,9 @@ STEPS = 30
 
 
 def tiny_bert(seed: int = 0):
-    torch.manual_seed(seed)
-    cfg = transformers.BertConfig(
-        vocab_size=50,
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        num_labels=3,
+    return hf_models.tiny_bert(
+        seed, vocab_size=50, intermediate_size=32, max_position_embeddings=512
     )
-    return transformers.BertForSequenceClassification(cfg)
 
 
 def batch(seed: int = 0, n: int = 16, length: int = 8):
@@ -155,8 +147,9 @@ def test_sophia_with_max_grad_norm_follows_its_formula_on_the_clipped_gradient()
         return 0.5 * x @ A @ x + b @ x
 
     lr, (b1, b2), rho, c = 0.05, (0.9, 0.99), 0.04, 0.5
-    opt = Sophia([x], lr=lr, betas=(b1, b2), rho=rho, weight_decay=0.0, update_each=1,
-                 max_grad_norm=c)
+    opt = Sophia(
+        [x], lr=lr, betas=(b1, b2), rho=rho, weight_decay=0.0, update_each=1, max_grad_norm=c
+    )
     xs, m, h = x.detach().clone(), torch.zeros_like(b), torch.zeros_like(b)
     for _ in range(3):
         opt.step(f)
@@ -298,8 +291,9 @@ def test_curvature_trainer_trains_the_tiny_bert_with_adahessian(tmp_path):
     # the closure-less path of a plain Trainer finds no graph: the adapter is what makes it work
     model2 = tiny_bert()
     opt2 = AdaHessian(model2.parameters())
-    plain = transformers.Trainer(model=model2, args=args, train_dataset=data,
-                                 optimizers=(opt2, None))
+    plain = transformers.Trainer(
+        model=model2, args=args, train_dataset=data, optimizers=(opt2, None)
+    )
     with pytest.raises(ValueError, match="create_graph=True"):
         plain.train()
 
@@ -311,8 +305,14 @@ def test_curvature_trainer_refuses_gradient_accumulation(tmp_path):
     X, y = batch()
     data = [{"input_ids": X[i], "labels": y[i]} for i in range(len(y))]
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=8, gradient_accumulation_steps=2,
-        max_steps=1, report_to=[], use_cpu=True, save_strategy="no", disable_tqdm=True,
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=8,
+        gradient_accumulation_steps=2,
+        max_steps=1,
+        report_to=[],
+        use_cpu=True,
+        save_strategy="no",
+        disable_tqdm=True,
     )
     opt = AdaHessian(model.parameters())
     trainer = CurvatureTrainer(model=model, args=args, train_dataset=data, optimizers=(opt, None))
