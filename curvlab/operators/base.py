@@ -7,6 +7,7 @@ subclass (or a :class:`DenseOperator` on a small problem) works with every estim
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from numbers import Number
 
 import numpy as np
@@ -66,6 +67,82 @@ class CurvatureOperator:
         self.params: list[Tensor] = []
         self.num_data: int | None = None
         self.num_matvecs = 0
+        # deferred finiteness checks (see deferred_checks)
+        self._defer_checks = False
+        self._nonfinite: Tensor | None = None
+
+    # -- finiteness checks -------------------------------------------------------------------
+    def _children(self) -> list[CurvatureOperator]:
+        """The operators this one is built from (for sums, scalings and shifts)."""
+        return []
+
+    def _leaves(self) -> list[CurvatureOperator]:
+        kids = self._children()
+        return [self] if not kids else [leaf for k in kids for leaf in k._leaves()]
+
+    @contextmanager
+    def deferred_checks(self):
+        """Products without a host synchronization: the finiteness check is deferred.
+
+        An operator built on a model checks each product for NaN/Inf, which costs one host
+        synchronization per product (on a GPU, a stall of the stream). Inside this context the
+        check is accumulated on the device instead: :attr:`nonfinite_flag` holds it, an
+        estimator reads it in its one per-iteration transfer and calls
+        :meth:`raise_if_nonfinite`; the context checks once more when it exits. Outside the
+        context (a user's ``op @ v``) every product is checked at once.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from torch import nn
+        >>> import curvlab as cl
+        >>> data = [(torch.randn(4, 2), torch.randn(4, 1))]
+        >>> H = cl.HessianOperator(nn.Linear(2, 1), nn.MSELoss(), data)
+        >>> with H.deferred_checks():
+        ...     hv = H @ torch.ones(3)
+        ...     flag = H.nonfinite_flag  # a 0-dim bool tensor on H.device: no sync so far
+        >>> bool(flag)
+        False
+        """
+        leaves = self._leaves()
+        before = [op._defer_checks for op in leaves]
+        for op in leaves:
+            op._defer_checks = True
+        ok = False
+        try:
+            yield self
+            ok = True
+        finally:
+            for op, b in zip(leaves, before):
+                op._defer_checks = b
+        if ok:
+            self.raise_if_nonfinite()
+
+    @property
+    def nonfinite_flag(self) -> Tensor | None:
+        """``None``, or a 0-dim bool tensor on the device: whether a product made under
+        :meth:`deferred_checks` was not finite (read it without a sync by combining it with
+        other scalars)."""
+        flags = [op._nonfinite for op in self._leaves() if op._nonfinite is not None]
+        if not flags:
+            return None
+        out = flags[0]
+        for f in flags[1:]:
+            out = out | f
+        return out
+
+    def raise_if_nonfinite(self) -> None:
+        """Raise the error of a deferred non-finite product, if there was one (one sync)."""
+        for op in self._leaves():
+            if op._nonfinite is not None and bool(op._nonfinite):
+                op._nonfinite = None
+                op._raise_deferred_nonfinite()
+
+    #: alias of :meth:`raise_if_nonfinite`
+    raise_nonfinite = raise_if_nonfinite
+
+    def _raise_deferred_nonfinite(self) -> None:  # pragma: no cover - model operators override
+        raise ValueError("a product of the operator was not finite (NaN or Inf).")
 
     # -- to override -----------------------------------------------------------------------
     def _matmat(self, V: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -234,6 +311,9 @@ class SumOperator(CurvatureOperator):
         self.params = next((op.params for op in flat if op.params), [])
         self.num_data = next((op.num_data for op in flat if op.num_data is not None), None)
 
+    def _children(self) -> list[CurvatureOperator]:
+        return list(self.ops)
+
     def _matmat(self, V: Tensor) -> Tensor:
         out = self.ops[0] @ V
         for op in self.ops[1:]:
@@ -259,6 +339,9 @@ class ScaledOperator(CurvatureOperator):
             c, op = c * op.c, op.op
         self.op, self.c = op, float(c)
         self.params, self.num_data = op.params, op.num_data
+
+    def _children(self) -> list[CurvatureOperator]:
+        return [self.op]
 
     def _matmat(self, V: Tensor) -> Tensor:
         return self.c * (self.op @ V)

@@ -169,6 +169,12 @@ class EmpiricalRiskOperator(CurvatureOperator):
             "batches overflows; use float64 or a smaller loss scale."
         )
 
+    def _raise_deferred_nonfinite(self) -> None:
+        # the latest product under deferred checks was (or followed) the non-finite one
+        Vs, k = self._last_failing
+        with curvature_pass():
+            self._raise_nonfinite(Vs, k)
+
     def _forget_failed_product(self) -> None:
         """Drop state a failed product may have left (subclasses with caches override)."""
 
@@ -191,8 +197,12 @@ class EmpiricalRiskOperator(CurvatureOperator):
             with curvature_pass():
                 parts = self._local_matmat(Vs, k)
                 out.copy_(torch.cat([p.reshape(k, -1) for p in parts], dim=1).T)
-                # one finiteness check (one host synchronization) per product, not per batch
-                if not bool(torch.isfinite(out).all()):
+                bad = ~torch.isfinite(out).all()
+                if self._defer_checks and self.process_group is None:
+                    # no host synchronization: the estimator reads the flag once per iteration
+                    self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
+                    self._last_failing = (Vs, k)
+                elif bool(bad):  # one finiteness check (one sync) per product, not per batch
                     self._raise_nonfinite(Vs, k)
         except (TypeError, ValueError, RuntimeError, NotImplementedError) as err:
             self._forget_failed_product()
