@@ -9,6 +9,7 @@ for the Monte-Carlo Fisher or the empirical Fisher, which need a likelihood or p
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,32 @@ def check_known(loss_fn, what: str) -> None:
         )
 
 
+#: losses that are piecewise linear in the output: their output Hessian is zero almost
+#: everywhere, so their GGN (and Fisher) is the zero matrix
+_NO_CURVATURE = (nn.L1Loss, nn.MarginRankingLoss, nn.HingeEmbeddingLoss)
+
+
+class NoCurvatureWarning(UserWarning):
+    """A batch's loss had no second derivative with respect to the model output."""
+
+
+class NoOutputCurvature(ValueError):
+    """The loss has no second derivative with respect to the model output."""
+
+
 def check_ggn_supported(loss_fn) -> None:
-    """Reject loss options whose output Hessian the closed forms do not cover."""
+    """Reject losses and loss options whose output Hessian the closed forms do not cover, and
+    losses without curvature in the output (their GGN would be the zero matrix)."""
+    if isinstance(loss_fn, _NO_CURVATURE) or (
+        isinstance(loss_fn, nn.MultiMarginLoss) and loss_fn.p == 1
+    ):
+        raise NoOutputCurvature(
+            f"{type(loss_fn).__name__} is piecewise linear in the model output: its Hessian "
+            "with respect to the output is zero almost everywhere, so the GGN (and the Fisher) "
+            "would be the zero matrix. Use HessianOperator for the curvature of the network "
+            "through this loss, or a loss with curvature (nn.MSELoss, nn.SmoothL1Loss, "
+            "nn.HuberLoss) for a Gauss-Newton matrix."
+        )
     if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.weight is not None:
         raise ValueError(
             "GGN/Fisher with class weights in CrossEntropyLoss is not supported; "
@@ -93,6 +118,15 @@ def output_hessian_product(loss_fn, out: Tensor, y: Tensor, M: Tensor) -> Tensor
         val = loss_fn(o, y)
         (g,) = torch.autograd.grad(val, o, create_graph=True)
         if not g.requires_grad:
+            warnings.warn(
+                f"the loss {getattr(loss_fn, '__name__', type(loss_fn).__name__)} has no second "
+                "derivative with respect to the "
+                "model output here (it is linear in it): this batch adds nothing to the GGN. "
+                "Check that the loss is the one you mean; HessianOperator keeps the network's "
+                "curvature.",
+                NoCurvatureWarning,
+                stacklevel=2,
+            )
             return torch.zeros_like(M)
         if M.dim() == out.dim():
             (h,) = torch.autograd.grad(g, o, M, allow_unused=True, materialize_grads=True)

@@ -88,3 +88,32 @@ def test_mc_fisher_arguments_checked(problem):
         cl.GGNOperator(model, nn.CrossEntropyLoss(), data, mc_samples=-1)
     with pytest.raises(TypeError, match="seed"):
         cl.GGNOperator(model, nn.CrossEntropyLoss(), data, mc_samples=1, seed="a")
+
+
+@pytest.mark.parametrize(
+    "loss_fn",
+    [nn.L1Loss(), nn.L1Loss(reduction="sum"), nn.MultiMarginLoss(p=1)],
+    ids=["l1", "l1-sum", "multimargin"],
+)
+def test_ggn_of_a_loss_without_output_curvature_is_refused(loss_fn):
+    """A piecewise-linear loss has a zero output Hessian: its GGN would be the zero matrix."""
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    y = torch.randn(5, 2, dtype=torch.float64)
+    if isinstance(loss_fn, nn.MultiMarginLoss):
+        y = torch.randint(0, 2, (5,))
+    with pytest.raises(ValueError, match="piecewise linear"):
+        cl.GGNOperator(model, loss_fn, [(torch.randn(5, 3, dtype=torch.float64), y)])
+    # the Hessian through the same loss is allowed (and is the network's curvature)
+    cl.HessianOperator(model, loss_fn, [(torch.randn(5, 3, dtype=torch.float64), y)])
+
+
+def test_ggn_of_a_custom_loss_linear_in_the_output_warns():
+    from curvlab.operators._losses import NoCurvatureWarning
+
+    model = nn.Linear(3, 2).double()
+    data = [(torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64))]
+    G = cl.GGNOperator(model, lambda out, y: (out * y).mean(), data)
+    with pytest.warns(NoCurvatureWarning, match="no second derivative"):
+        out = G @ torch.ones(G.shape[0], dtype=torch.float64)
+    assert torch.equal(out, torch.zeros_like(out))
