@@ -10,7 +10,7 @@ double-backward graph only on the steps that take Hessian-vector products), writ
 """
 
 from ._base import CurvatureOptimizer
-from ._closure import ClosureError, LegacyStepWarning, step
+from ._closure import ClosureError, LegacyStepWarning, NoGradientWarning, step
 from ._context import StepContext
 from .adahessian import AdaHessian
 from .apollo import Apollo
@@ -39,4 +39,5 @@ __all__ = [
     "StepContext",
     "ClosureError",
     "LegacyStepWarning",
+    "NoGradientWarning",
 ]

@@ -36,6 +36,7 @@ from ._closure import (
     Closure,
     ClosureError,
     LegacyStepWarning,
+    NoGradientWarning,
     autocast_state,
     evaluate_closure,
     full_precision,
@@ -398,6 +399,17 @@ class CurvatureOptimizer(Optimizer):
                 "opt.step(closure) with a closure that returns (loss, output)."
             )
         used = [p for p in params if p.grad is not None]
+        if not used:
+            # torch.optim skips parameters without a gradient; here none has one, which is
+            # almost always a missing backward: say so on every such step (not only once)
+            warnings.warn(
+                f"{type(self).__name__}.step() without a closure found no gradient on any of "
+                "its parameters, so it did nothing: call loss.backward(create_graph=True) "
+                "before opt.step(), or use opt.step(closure) with a closure that returns the "
+                "loss (no backward).",
+                NoGradientWarning,
+                stacklevel=user_stacklevel(),
+            )
         grads = [p.grad for p in used]
         has_graph = any(g.requires_grad for g in grads)
         if not self.hvp_free and not self._legacy_warned:

@@ -24,6 +24,7 @@ from torch.optim import Optimizer
 __all__ = [
     "ClosureError",
     "LegacyStepWarning",
+    "NoGradientWarning",
     "step",
     "split_closure_output",
     "evaluate_closure",
@@ -40,6 +41,11 @@ class ClosureError(ValueError, TypeError, RuntimeError):
     It derives from :class:`ValueError`, :class:`TypeError` and :class:`RuntimeError`, so code
     that catches any of the three (as the original optimizers' users do) keeps working.
     """
+
+
+class NoGradientWarning(UserWarning):
+    """``opt.step()`` without a closure found no gradient on any parameter and did nothing
+    (usually a missing ``loss.backward(create_graph=True)``)."""
 
 
 class LegacyStepWarning(UserWarning):

@@ -716,3 +716,22 @@ def _signature(cls) -> set[str]:
     import inspect
 
     return set(inspect.signature(cls.__init__).parameters)
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
+def test_closure_less_step_without_any_gradient_warns_every_time(row):
+    """torch.optim skips parameters without a gradient; when none has one (a forgotten
+    backward) curvlab's optimizers say so on every such step, and change nothing."""
+    from curvlab.optim import ClosureError, NoGradientWarning
+
+    weight, bias, _ = make_params()
+    opt = row.make([weight, bias])
+    before = [weight.detach().clone(), bias.detach().clone()]
+    if row.needs_output or opt.requires_closure:  # these refuse a closure-less step at once
+        with pytest.raises(ClosureError, match="closure"):
+            opt.step()
+        return
+    for _ in range(2):
+        with pytest.warns(NoGradientWarning, match="no gradient"):
+            opt.step()
+    assert torch.equal(weight, before[0]) and torch.equal(bias, before[1])
