@@ -361,6 +361,13 @@ class ProjectionError:
     direction: Tensor
     coordinates: Tensor
 
+    def __repr__(self) -> str:
+        pairs = ", ".join(
+            f"{int(f) if float(f).is_integer() else float(f):g}: {float(e):.4g}"
+            for f, e in zip(self.freqs.tolist(), self.error.tolist())
+        )
+        return f"ProjectionError({{{pairs}}}, N={self.coordinates.numel()})"
+
 
 def first_principal_component(X: Tensor) -> Tensor:
     """Unit first principal component of the rows of ``X`` (centered), sign-fixed so that its
@@ -661,6 +668,14 @@ class RadialSpectrum:
     def __iter__(self):
         return iter((self.freqs, self.power))
 
+    def __repr__(self) -> str:
+        batch = tuple(self.power.shape[:-1])
+        return (
+            f"RadialSpectrum({self.freqs.numel()} radial frequencies"
+            + (f", {batch} spectra" if batch else "")
+            + ")"
+        )
+
 
 def radial_power_spectrum(images) -> RadialSpectrum:
     r"""Azimuthally averaged power spectrum ``|FFT|^2`` of images (e.g. of an error map).
@@ -777,6 +792,21 @@ class SpectralBiasResult:
             )
         i = int(hits[0, 0])
         return int(self.steps[i]), self.values[i].clone()
+
+    def __repr__(self) -> str:
+        n = self.steps.numel()
+        span = f"steps {int(self.steps[0])}..{int(self.steps[-1])}" if n else "no records"
+        last = (
+            ", last "
+            + ", ".join(f"{v:.3g}" for v in self.values[-1].tolist()[:8])
+            + (" ..." if self.values.shape[-1] > 8 else "")
+            if n
+            else ""
+        )
+        return (
+            f"SpectralBiasResult({self.metric!r}, {n} records ({span}), "
+            f"{self.freqs.numel()} frequencies{last})"
+        )
 
 
 _METRICS = ("amplitude", "relative_error", "projection")

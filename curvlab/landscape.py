@@ -105,6 +105,24 @@ class LandscapeLine:
         """Alias of ``coords``."""
         return self.coords
 
+    def __repr__(self) -> str:
+        i = int(torch.argmin(self.loss)) if self.loss.numel() else 0
+        mets = f", metrics={list(self.metrics)}" if self.metrics else ""
+        span = (
+            f"[{float(self.coords[0]):.4g}, {float(self.coords[-1]):.4g}]"
+            if self.coords.numel()
+            else "[]"
+        )
+        best = (
+            f", min loss {float(self.loss[i]):.6g} at {float(self.coords[i]):.4g}"
+            if self.loss.numel()
+            else ""
+        )
+        return (
+            f"LandscapeLine({self.coords.numel()} points on {span}{best}{mets}, "
+            f"direction_norm={self.direction_norm:.4g}, num_data={self.num_data})"
+        )
+
     def curvature(self, at: float = 0.0) -> float:
         r"""The second difference of the loss at the grid point nearest ``at``, per unit length.
 
@@ -184,6 +202,20 @@ class LandscapeSurface:
     metrics: dict[str, Tensor] = field(default_factory=dict)
     direction_norms: tuple[float, float] = (float("nan"), float("nan"))
     num_data: int = 0
+
+    def __repr__(self) -> str:
+        a, b = self.coords
+        mets = f", metrics={list(self.metrics)}" if self.metrics else ""
+        lo = (
+            f", loss in [{float(self.loss.min()):.6g}, {float(self.loss.max()):.6g}]"
+            if (self.loss.numel())
+            else ""
+        )
+        norms = ", ".join(f"{n:.4g}" for n in self.direction_norms)
+        return (
+            f"LandscapeSurface({a.numel()} x {b.numel()} grid{lo}{mets}, "
+            f"direction_norms=({norms}), num_data={self.num_data})"
+        )
 
     def meshgrid(self) -> tuple[Tensor, Tensor]:
         """``(A, B)`` with ``A[i, j] = a[i]`` and ``B[i, j] = b[j]``, the shape of ``loss``."""

@@ -27,8 +27,7 @@ def sinusoid_sums(draw):
     kmax = (n - 1) // 2
     freqs = draw(st.lists(st.integers(1, kmax), min_size=1, max_size=6, unique=True))
     amps = draw(st.lists(st.floats(0.1, 5.0), min_size=len(freqs), max_size=len(freqs)))
-    phases = draw(st.lists(st.floats(0.0, 2 * math.pi), min_size=len(freqs),
-                           max_size=len(freqs)))
+    phases = draw(st.lists(st.floats(0.0, 2 * math.pi), min_size=len(freqs), max_size=len(freqs)))
     return n, freqs, amps, phases
 
 
@@ -51,16 +50,18 @@ def test_sum_of_sinusoids_gives_its_amplitudes(case):
     expected = torch.tensor(amps + [0.0] * len(absent), dtype=torch.float64)
     torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)
     # negative frequencies of a real signal carry the same amplitude
-    torch.testing.assert_close(fr.dft_amplitudes(y, [-k for k in freqs]), expected[: len(freqs)],
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        fr.dft_amplitudes(y, [-k for k in freqs]), expected[: len(freqs)], rtol=1e-9, atol=1e-9
+    )
 
 
 def test_constant_and_nyquist_amplitudes():
     n = 20
     x = grid(n)
     y = 1.5 + 0.75 * torch.cos(math.pi * n * x) + 2.0 * torch.sin(2 * math.pi * 3 * x)
-    torch.testing.assert_close(fr.dft_amplitudes(y, [0, 10, 3]),
-                               torch.tensor([1.5, 0.75, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        fr.dft_amplitudes(y, [0, 10, 3]), torch.tensor([1.5, 0.75, 2.0], dtype=torch.float64)
+    )
 
 
 def test_amplitudes_batched_and_float32():
@@ -76,15 +77,20 @@ def test_amplitudes_batched_and_float32():
 def test_relative_error_closed_forms(case, shift, scale):
     n, freqs, amps, phases = case
     y = make_signal(n, freqs, amps, phases)
-    torch.testing.assert_close(fr.relative_error(y, y, freqs), torch.zeros(len(freqs)).double(),
-                               rtol=0, atol=1e-12)
-    torch.testing.assert_close(fr.relative_error(torch.zeros_like(y), y, freqs),
-                               torch.ones(len(freqs)).double())
+    torch.testing.assert_close(
+        fr.relative_error(y, y, freqs), torch.zeros(len(freqs)).double(), rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        fr.relative_error(torch.zeros_like(y), y, freqs), torch.ones(len(freqs)).double()
+    )
     # the first component rescaled and phase-shifted: |s e^{i shift} - 1| (complex difference)
     k0 = freqs[0]
     x = grid(n)
-    h = y - amps[0] * torch.sin(2 * math.pi * k0 * x + phases[0]) + scale * amps[0] * torch.sin(
-        2 * math.pi * k0 * x + phases[0] + shift)
+    h = (
+        y
+        - amps[0] * torch.sin(2 * math.pi * k0 * x + phases[0])
+        + scale * amps[0] * torch.sin(2 * math.pi * k0 * x + phases[0] + shift)
+    )
     err = fr.relative_error(h, y, freqs)
     expected = abs(scale * complex(math.cos(shift), math.sin(shift)) - 1)
     assert err[0].item() == pytest.approx(expected, rel=1e-7, abs=1e-9)
@@ -96,8 +102,9 @@ def test_relative_error_broadcasts_over_predictions():
     y = make_signal(n, [2, 5], [1.0, 0.5], [0.0, 1.0])
     preds = torch.stack([y, 0 * y, 2 * y])
     err = fr.relative_error(preds, y, [2, 5])
-    torch.testing.assert_close(err, torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]).double(),
-                               rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(
+        err, torch.tensor([[0.0, 0.0], [1.0, 1.0], [1.0, 1.0]]).double(), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_uniform_errors():
@@ -116,8 +123,12 @@ def test_uniform_errors():
 
 # -- NUDFT --------------------------------------------------------------------------------
 @SETTINGS
-@given(n=st.integers(1, 200), seed=st.integers(0, 10_000), chunk=st.integers(1, 64),
-       cols=st.sampled_from([None, 1, 3]))
+@given(
+    n=st.integers(1, 200),
+    seed=st.integers(0, 10_000),
+    chunk=st.integers(1, 64),
+    cols=st.sampled_from([None, 1, 3]),
+)
 def test_nudft_on_uniform_grid_equals_fft(n, seed, chunk, cols):
     g = torch.Generator().manual_seed(seed)
     shape = (n,) if cols is None else (n, cols)
@@ -142,8 +153,7 @@ def test_nudft_nonuniform_matches_numpy_direct_sum(n, k, seed):
     y = rng.normal(size=n) + 1j * rng.normal(size=n)
     freqs = rng.uniform(-5, 5, k)
     ref = np.exp(-2j * np.pi * np.outer(freqs, x)) @ y
-    out = fr.nudft(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(freqs),
-                   chunk_size=7)
+    out = fr.nudft(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(freqs), chunk_size=7)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-9, atol=1e-9)
 
 
@@ -172,8 +182,7 @@ def test_projection_error_matches_direct_computation():
     y = np.stack([np.sin(X[:, 0]), np.cos(0.5 * X[:, 0])], axis=1)
     h = y + 0.1 * rng.normal(size=y.shape)
     freqs = np.array([0.05, 0.1, -0.2])
-    res = fr.projection_error(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(h),
-                              freqs)
+    res = fr.projection_error(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(h), freqs)
     p = res.direction.numpy()
     assert abs(p[0]) == pytest.approx(1.0, abs=1e-2) and p[np.abs(p).argmax()] > 0
     # independent reference: numpy PCA, projection, direct sums
@@ -191,8 +200,9 @@ def test_projection_error_matches_direct_computation():
     # labels: each error belongs to the frequency given at the same position
     np.testing.assert_allclose(res.freqs.numpy(), freqs)
     for i, f in enumerate(freqs):
-        single = fr.projection_error(torch.from_numpy(X), torch.from_numpy(y),
-                                     torch.from_numpy(h), [f])
+        single = fr.projection_error(
+            torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(h), [f]
+        )
         assert single.error[0].item() == pytest.approx(res.error[i].item(), rel=1e-10)
 
 
@@ -226,8 +236,10 @@ def dense_filtered(X, y, h, delta):
     y, h = y.reshape(len(y), -1), h.reshape(len(h), -1)
     yl, hl = K @ y, K @ h
     yh, hh = y - yl, h - hl
-    return (np.linalg.norm(yl - hl) / np.linalg.norm(yl),
-            np.linalg.norm(yh - hh) / np.linalg.norm(yh))
+    return (
+        np.linalg.norm(yl - hl) / np.linalg.norm(yl),
+        np.linalg.norm(yh - hh) / np.linalg.norm(yh),
+    )
 
 
 def filt_problem(seed, n=60, d=3, c=1):
@@ -239,8 +251,12 @@ def filt_problem(seed, n=60, d=3, c=1):
 
 
 @SETTINGS
-@given(seed=st.integers(0, 10_000), delta=st.floats(0.05, 20.0), block=st.integers(1, 70),
-       c=st.integers(1, 3))
+@given(
+    seed=st.integers(0, 10_000),
+    delta=st.floats(0.05, 20.0),
+    block=st.integers(1, 70),
+    c=st.integers(1, 3),
+)
 def test_filtered_error_matches_dense_kernel_and_blocks_agree(seed, delta, block, c):
     X, y, h = filt_problem(seed, c=c)
     Xt, yt, ht = (torch.from_numpy(a) for a in (X, y, h))
@@ -255,8 +271,9 @@ def test_filtered_error_matches_dense_kernel_and_blocks_agree(seed, delta, block
 def test_filtered_error_perfect_prediction_is_zero():
     X, y, _ = filt_problem(0)
     for delta in (1e-6, 0.3, 1e6):
-        assert fr.filtered_error(torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(y),
-                                 delta) == (0.0, 0.0)
+        assert fr.filtered_error(
+            torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(y), delta
+        ) == (0.0, 0.0)
 
 
 def test_filtered_error_limits():
@@ -352,8 +369,11 @@ def test_tracker_records_every_steps_with_normalized_amplitudes():
     recorded = []
     for step in range(10):
         scale = step / 10
-        recorded.append(tracker.update(Fixed(lambda t, s=scale: s * make_signal(
-            n, freqs, amps, [0.3, 1.0, 2.0]))))
+        recorded.append(
+            tracker.update(
+                Fixed(lambda t, s=scale: s * make_signal(n, freqs, amps, [0.3, 1.0, 2.0]))
+            )
+        )
     res = tracker.result()
     assert recorded == [s % 3 == 0 for s in range(10)]
     assert res.steps.tolist() == [0, 3, 6, 9]
@@ -362,8 +382,11 @@ def test_tracker_records_every_steps_with_normalized_amplitudes():
     torch.testing.assert_close(res.values, expected, rtol=1e-9, atol=1e-9)
     assert res.metric == "amplitude" and res.every == 3
     # mse of s * y against y is (1 - s)^2 mean(y^2)
-    torch.testing.assert_close(res.mse, torch.tensor(
-        [(1 - s / 10) ** 2 for s in (0, 3, 6, 9)], dtype=torch.float64) * (y**2).mean())
+    torch.testing.assert_close(
+        res.mse,
+        torch.tensor([(1 - s / 10) ** 2 for s in (0, 3, 6, 9)], dtype=torch.float64)
+        * (y**2).mean(),
+    )
     step, vals = res.first_below(0.2 * (y**2).mean().item())
     assert step == 6
     torch.testing.assert_close(vals, torch.full((3,), 0.6, dtype=torch.float64))
@@ -382,8 +405,9 @@ def test_tracker_amplitudes_argument_and_other_metrics():
     rel = fr.SpectralBiasTracker(x, y, [1, 4], metric="relative_error", every=1)
     rel.update(y)
     rel.update(torch.zeros(n, 1, dtype=torch.float64))  # reshaped to the target
-    torch.testing.assert_close(rel.result().values, torch.tensor([[0.0, 0.0], [1.0, 1.0]]).double(),
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        rel.result().values, torch.tensor([[0.0, 0.0], [1.0, 1.0]]).double(), rtol=0, atol=1e-12
+    )
     assert rel.result().metric == "relative_error"
 
     X = torch.randn(200, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -443,8 +467,31 @@ def test_filtered_error_ten_thousand_samples_in_bounded_memory():
         "r1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print((r1 - r0) / 1024, lo, hi)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     mib, lo, hi = (float(v) for v in out.stdout.split())
     assert mib < 150, f"peak memory grew by {mib:.0f} MiB"
     assert 0 < lo < 1 and 0 < hi < 2
+
+
+def test_result_reprs_are_compact():
+    import math
+
+    from curvlab.fourier import SpectralBiasTracker, projection_error, radial_power_spectrum
+
+    x = torch.arange(256).unsqueeze(1) / 256
+    y = torch.sin(2 * math.pi * 2 * x[:, 0]) + torch.sin(2 * math.pi * 5 * x[:, 0])
+    tracker = SpectralBiasTracker(x, y, [2, 5], every=1)
+    for _ in range(50):
+        tracker.update(y * 0.5)
+    r = repr(tracker.result())
+    assert "50 records" in r and "tensor(" not in r and len(r) < 200
+    p = repr(projection_error(x, y, 0.5 * y, [2, 5]))
+    assert p.startswith("ProjectionError({2: 0.5") and "tensor(" not in p
+    s = repr(radial_power_spectrum(torch.zeros(3, 64, 64)))
+    assert "tensor(" not in s and len(s) < 100

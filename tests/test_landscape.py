@@ -507,3 +507,16 @@ def test_line_curvature_is_the_rayleigh_quotient_for_a_smooth_loss():
     assert wide.curvature() < 0.9 * lam
     with pytest.raises(ValueError, match="3 steps"):
         ls.line(model, nn.CrossEntropyLoss(), data, v, steps=2, progress=False).curvature()
+
+
+def test_result_reprs_are_compact():
+    model, data = regression_problem(0)
+    (d,) = ls.random_directions(model, num=1, seed=0)
+    r = repr(ls.line(model, nn.MSELoss(), data, d, steps=101, progress=False))
+    assert r.startswith("LandscapeLine(101 points on [-1, 1], min loss") and "tensor(" not in r
+    s = repr(
+        ls.surface(
+            model, nn.MSELoss(), data, ls.random_directions(model, seed=0), steps=9, progress=False
+        )
+    )
+    assert s.startswith("LandscapeSurface(9 x 9 grid, loss in [") and "tensor(" not in s
