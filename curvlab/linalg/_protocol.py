@@ -41,7 +41,7 @@ class OperatorLike(Protocol):
     >>> D = Diagonal(torch.tensor([3.0, 1.0, 2.0], dtype=torch.float64))
     >>> isinstance(D, cl.OperatorLike)
     True
-    >>> cl.eigsh(D, k=1, seed=0).eigenvalues.tolist()
+    >>> [round(x, 12) for x in cl.eigsh(D, k=1, seed=0).eigenvalues.tolist()]
     [3.0]
     """
 

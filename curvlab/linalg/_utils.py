@@ -1,13 +1,20 @@
-"""Shared operator check and random draws for the estimators (private).
+"""Shared operator check, random draws and device plumbing for the estimators (private).
 
 Argument checks (integers, tolerances) are :mod:`curvlab._checks`'s.
 
 Seeds go through curvlab's one seed policy (``make_generator``: an integer is drawn from a
 Generator ``seed``, so that the returned integer reproduces the run).
+
+Host synchronization: a product (:func:`product`, :func:`matmul`) never reads a value back to
+the host. Each solver iteration makes at most one transfer (:func:`to_host`) that carries
+every scalar it decides on, the finiteness of the values it computed from the product and the
+operator's own non-finite flag (:func:`nonfinite_flag`); ``tests/linalg/
+test_linalg_host_syncs.py`` counts them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -18,7 +25,21 @@ __all__ = [
     "gaussian",
     "rademacher",
     "matmul",
+    "product",
+    "work_dtype",
+    "nonfinite_flag",
+    "raise_nonfinite",
+    "to_host",
+    "to_device",
+    "check_finite_end",
+    "finite_packet",
+    "check_packet",
 ]
+
+NONFINITE_MESSAGE = (
+    "the operator returned NaN or Inf: check the model's loss for overflow (or the matrix for "
+    "non-finite entries), or compute in float64."
+)
 
 
 def check_operator(op: OperatorLike) -> int:
@@ -57,12 +78,80 @@ def rademacher(shape, gen: torch.Generator, dtype, device) -> Tensor:
     return (2 * bits - 1).to(dtype)
 
 
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the solvers' bookkeeping (bases, projections, orthogonalization): the
+    operator's dtype, or float32 for float16/bfloat16 operators (half precision loses the
+    orthogonality of a Lanczos basis within a few steps)."""
+    return dtype if dtype in (torch.float32, torch.float64) else torch.float32
+
+
 def matmul(op: OperatorLike, V: Tensor) -> Tensor:
-    """``op @ V`` with a check that the product is finite (one sync)."""
-    out = op @ V
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(
-            "the operator returned NaN or Inf: check the model's loss for overflow (or the "
-            "matrix for non-finite entries), or compute in float64."
-        )
-    return out
+    """``op @ V``, with no host synchronization (no finiteness check here: the callers fold it
+    into their one transfer per iteration, or :func:`check_finite_end`)."""
+    return op @ V
+
+
+def product(op: OperatorLike, V: Tensor, dtype: torch.dtype) -> Tensor:
+    """``op @ V`` for ``V`` in the working ``dtype``: cast to the operator's dtype for the
+    product and back (a no-op when they agree). No host synchronization."""
+    out = op @ (V if V.dtype == op.dtype else V.to(op.dtype))
+    return out if out.dtype == dtype else out.to(dtype)
+
+
+def nonfinite_flag(op: OperatorLike) -> Tensor | None:
+    """The operator's device flag of non-finite products (``op.nonfinite_flag``: a 0-dim bool
+    tensor, ``True`` if a product since the last check was non-finite), or ``None`` for an
+    operator without one. Read with ``getattr`` so that any :class:`OperatorLike` works."""
+    flag = getattr(op, "nonfinite_flag", None)
+    return flag if isinstance(flag, Tensor) else None
+
+
+def raise_nonfinite(op: OperatorLike, flagged: bool = True):
+    """Raise the operator's own error (``op.raise_nonfinite()``) when its flag was set, else
+    the estimators' :class:`ValueError`."""
+    raiser = getattr(op, "raise_nonfinite", None)
+    if flagged and callable(raiser):
+        raiser()
+    raise ValueError(NONFINITE_MESSAGE)
+
+
+def to_host(t: Tensor) -> np.ndarray:
+    """The one device-to-host transfer of a solver iteration: ``t`` flattened, as float64."""
+    return np.asarray(t.detach().reshape(-1).to(torch.float64).tolist(), dtype=np.float64)
+
+
+def to_device(a, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A small host array on ``device`` in ``dtype`` (float32 or float64); on CUDA through
+    pinned memory and ``non_blocking`` (the copy does not wait for the device)."""
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np_dtype))
+    if torch.device(device).type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device=device, dtype=dtype)
+
+
+def finite_packet(op: OperatorLike, *values: Tensor) -> Tensor:
+    """A device vector ``[all values non-finite?, operator flag]`` (0/1 floats) to append to
+    an iteration's transfer."""
+    dev = op.device
+    bad = torch.zeros((), dtype=torch.bool, device=dev)
+    for v in values:
+        bad = bad | ~torch.isfinite(v).all()
+    flag = nonfinite_flag(op)
+    flag = torch.zeros((), dtype=torch.bool, device=dev) if flag is None else flag.to(dev)
+    return torch.stack([bad, flag.reshape(())]).to(torch.float64)
+
+
+def check_packet(op: OperatorLike, bad: float, flag: float) -> None:
+    """Raise if the host copy of :func:`finite_packet` says so."""
+    if flag:
+        raise_nonfinite(op, True)
+    if bad:
+        raise_nonfinite(op, False)
+
+
+def check_finite_end(op: OperatorLike, *values: Tensor) -> None:
+    """The end-of-estimator check (one transfer): ``values`` finite and the operator's flag
+    clear."""
+    bad, flag = to_host(finite_packet(op, *values))
+    check_packet(op, bad, flag)

@@ -8,7 +8,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, rademacher
+from ._utils import check_operator, rademacher, work_dtype
 from .lanczos import _lanczos_batched
 from .results import SpectralDensity
 
@@ -63,7 +63,11 @@ def spectral_density(
     -------
     SpectralDensity
         Nodes and weights ``(P, num_iter)`` (rows padded with zero weight after an early
-        stop), the number of products and the seed. Evaluate it with
+        stop), the number of products and the seed, on the operator's device in its dtype
+        (float32 for a float16/bfloat16 operator: the recurrences run in float32 or higher).
+        Each Lanczos step makes one host transfer (the stop flags and the finiteness of the
+        step); the probes' reorthogonalization is batched and their tridiagonal
+        eigenproblems are solved at once on the device. Evaluate it with
         :meth:`SpectralDensity.evaluate`, draw it with :meth:`SpectralDensity.plot`.
 
     Examples
@@ -82,11 +86,11 @@ def spectral_density(
     if probes is None:
         num_probes = check_int(num_probes, "num_probes")
         gen, used_seed = make_generator(seed, op.device)
-        Z = rademacher((n, num_probes), gen, op.dtype, op.device)
+        Z = rademacher((n, num_probes), gen, work_dtype(op.dtype), op.device)
     else:
         if not isinstance(probes, Tensor) or probes.dim() != 2 or probes.shape[0] != n:
             raise ValueError(f"probes must be a tensor of shape ({n}, num_probes).")
-        Z = probes.to(dtype=op.dtype, device=op.device)
+        Z = probes.to(dtype=work_dtype(op.dtype), device=op.device)
         if not bool(torch.isfinite(Z).all()):
             raise ValueError("probes have NaN or Inf entries.")
         num_probes = Z.shape[1]
@@ -94,22 +98,33 @@ def spectral_density(
     alpha, beta, lengths, _, _, nmv = _lanczos_batched(
         op, Z, num_iter, reorthogonalize=reorthogonalize
     )
-    alpha = alpha.to("cpu", torch.float64)
-    beta = beta.to("cpu", torch.float64)
-    nodes = torch.zeros((num_probes, num_iter), dtype=torch.float64)
-    weights = torch.zeros((num_probes, num_iter), dtype=torch.float64)
-    for q in range(num_probes):
-        L = int(lengths[q])
-        b = beta[q, : L - 1]
-        T = torch.diag(alpha[q, :L]) + torch.diag(b, 1) + torch.diag(b, -1)
-        t, Y = torch.linalg.eigh(T)
-        w = Y[0] ** 2
-        nodes[q, :L] = t
-        nodes[q, L:] = t[-1]
-        weights[q, :L] = w / w.sum()
+    # all probes' tridiagonal eigenproblems at once, on the device (float64; float32 where
+    # float64 is unsupported). A probe that stopped after L < m steps is padded with a
+    # decoupled diagonal above its spectrum (zero weight), then given copies of its largest
+    # node, as before.
+    hd = torch.float32 if op.device.type == "mps" else torch.float64
+    m = alpha.shape[1]
+    L = torch.from_numpy(lengths).to(op.device)
+    steps = torch.arange(m, device=op.device)
+    inside = steps[None, :] < L[:, None]  # (P, m)
+    a = alpha.to(hd)
+    bt = torch.where(steps[None, :-1] < (L[:, None] - 1), beta[:, :-1].to(hd), 0.0)
+    bmax = bt.abs().amax(dim=1) if m > 1 else torch.zeros_like(a[:, 0])
+    big = 2 * (a.abs().amax(dim=1) + 2 * bmax) + 1  # (P,): above every node (Gershgorin)
+    a = torch.where(inside, a, big[:, None])
+    T = torch.diag_embed(a) + torch.diag_embed(bt, 1) + torch.diag_embed(bt, -1)
+    t, Y = torch.linalg.eigh(T)  # ascending: the probe's L nodes come first
+    w = torch.where(inside, Y[:, 0, :] ** 2, 0.0)
+    last = t.gather(1, (L - 1).clamp(min=0)[:, None])
+    nodes = torch.where(inside, t, last)
+    weights = w / w.sum(dim=1, keepdim=True)
+    nodes = torch.nn.functional.pad(nodes, (0, num_iter - m), value=0.0)
+    weights = torch.nn.functional.pad(weights, (0, num_iter - m), value=0.0)
+    if num_iter > m:
+        nodes[:, m:] = last
     return SpectralDensity(
-        nodes=nodes.to(device=op.device, dtype=op.dtype),
-        weights=weights.to(device=op.device, dtype=op.dtype),
+        nodes=nodes.to(alpha.dtype),
+        weights=weights.to(alpha.dtype),
         num_matvecs=nmv,
         seed=used_seed,
         dim=n,

@@ -8,7 +8,15 @@ from torch import Tensor
 from .._checks import check_int, check_nonneg
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, gaussian, matmul
+from ._utils import (
+    check_operator,
+    check_packet,
+    finite_packet,
+    gaussian,
+    product,
+    to_host,
+    work_dtype,
+)
 from .results import EigenResult
 
 __all__ = ["power_iteration"]
@@ -62,6 +70,9 @@ def power_iteration(
     Returns
     -------
     EigenResult
+        On the operator's device, in its dtype (float32 for a float16/bfloat16 operator: the
+        iteration runs in float32 or higher, only the products in half precision; each step
+        makes one host transfer, the stopping decision).
         Eigenvalues in ascending algebraic order (as :func:`~curvlab.eigsh` returns them),
         unit eigenvectors, residuals ``||A v - lambda v||`` (of the operator itself), products
         used in total, ``converged`` (every pair met ``criterion`` within ``max_iter``, and
@@ -84,7 +95,7 @@ def power_iteration(
     tol = float(check_nonneg(tol, "tol", tensor_ok=True))
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
-    device, dtype = op.device, op.dtype
+    device, dtype = op.device, work_dtype(op.dtype)
     gen, used_seed = make_generator(seed, device)
 
     vecs = torch.zeros((n, 0), dtype=dtype, device=device)
@@ -105,18 +116,26 @@ def power_iteration(
         lam_prev = None
         converged = False
         for _it in range(max_iter):
-            w = matmul(op, v)
+            w = product(op, v, dtype)
             num_matvecs += 1
             wd = deflate(w)  # the deflated operator's product (v is orthogonal to vecs)
             lam = torch.dot(v, w)
+            wn = torch.linalg.vector_norm(wd)
             if criterion == "residual":
-                converged = bool(torch.linalg.vector_norm(wd - lam * v) <= tol * lam.abs())
+                conv = torch.linalg.vector_norm(wd - lam * v) <= tol * lam.abs()
             elif lam_prev is not None:
-                converged = bool((lam - lam_prev).abs() <= tol * lam_prev.abs())
+                conv = (lam - lam_prev).abs() <= tol * lam_prev.abs()
+            else:
+                conv = torch.zeros((), dtype=torch.bool, device=device)
+            # the iteration's one transfer: the decision, a null direction, finiteness
+            stop, null, bad, flag = to_host(
+                torch.cat([torch.stack([conv, wn <= 0]).double(), finite_packet(op, lam, wn)])
+            )
+            check_packet(op, bad, flag)
+            converged = bool(stop)
             if converged or _it == max_iter - 1:
                 break
-            wn = torch.linalg.vector_norm(wd)
-            if not bool(wn > 0):  # v spans a null direction of the deflated operator
+            if null:  # v spans a null direction of the deflated operator
                 converged = True
                 break
             v, lam_prev = wd / wn, lam
@@ -126,11 +145,14 @@ def power_iteration(
 
     # Rayleigh-Ritz on the span of the k vectors, from the products already done: it removes
     # the coupling that an inexact earlier eigenvector leaves in the later ones (no product).
-    Hm = (vecs.T @ prods).to("cpu", torch.float64)
+    # The k x k problem is solved on the device, in float64 (float32 where float64 is
+    # unsupported).
+    hd = torch.float32 if device.type == "mps" else torch.float64
+    Hm = (vecs.T @ prods).to(hd)
     lam_t, Y = torch.linalg.eigh(0.5 * (Hm + Hm.T))
-    Yd = Y.to(device=device, dtype=dtype)
+    Yd = Y.to(dtype)
     X, AX = vecs @ Yd, prods @ Yd
-    lam_t = lam_t.to(device=device, dtype=dtype)
+    lam_t = lam_t.to(dtype)
     res_t = torch.linalg.vector_norm(AX - X * lam_t, dim=0)
     if criterion == "residual":
         all_converged &= bool((res_t <= tol * lam_t.abs()).all())

@@ -83,6 +83,10 @@ def cg(
     -------
     CGResult
 
+    Notes
+    -----
+    Each iteration makes one host transfer (its three decisions together); the product none.
+
     Examples
     --------
     >>> import torch
@@ -116,22 +120,30 @@ def cg(
     p = r.clone()
     rr = r @ r
     indefinite = False
-    for _ in range(max_iter):
-        if torch.sqrt(rr) <= threshold:
-            break
-        Ap = apply(p)
-        num_iter += 1
-        pAp = p @ Ap
-        if not torch.isfinite(pAp):
-            raise ValueError("the operator returned NaN or Inf during CG.")
-        if pAp <= 0:
-            indefinite = True
-            break
-        alpha = rr / pAp
-        x = x + alpha * p
-        r = r - alpha * Ap
-        rr_new = r @ r
-        p = r + (rr_new / rr) * p
-        rr = rr_new
+    if float(torch.sqrt(rr)) > float(threshold):
+        for _ in range(max_iter):
+            Ap = apply(p)
+            num_iter += 1
+            pAp = p @ Ap
+            alpha = rr / pAp
+            x_new = x + alpha * p
+            r_new = r - alpha * Ap
+            rr_new = r_new @ r_new
+            # the iteration's one transfer: non-finite, non-positive curvature, converged
+            flag = getattr(op, "nonfinite_flag", None)
+            flag = flag if isinstance(flag, Tensor) else torch.zeros((), dtype=torch.bool)
+            decisions = [~torch.isfinite(pAp), pAp <= 0, torch.sqrt(rr_new) <= threshold]
+            bad, neg, conv, flagged = torch.stack([*decisions, flag.to(pAp.device)]).tolist()
+            if flagged and callable(getattr(op, "raise_nonfinite", None)):
+                op.raise_nonfinite()
+            if bad or flagged:
+                raise ValueError("the operator returned NaN or Inf during CG.")
+            if neg:
+                indefinite = True
+                break
+            p = r_new + (rr_new / rr) * p
+            x, r, rr = x_new, r_new, rr_new
+            if conv:
+                break
     res = float(torch.sqrt(rr))
     return CGResult(x, num_iter, res, (not indefinite) and res <= float(threshold), indefinite)

@@ -10,7 +10,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, matmul, rademacher
+from ._utils import check_finite_end, check_operator, matmul, rademacher
 from .results import TraceResult
 
 __all__ = ["trace", "TRACE_METHODS"]
@@ -20,7 +20,8 @@ TRACE_METHODS = ("hutch++", "hutchinson", "xtrace")
 
 
 def _apply(op, V: Tensor, batch_size: int | None) -> Tensor:
-    """``op @ V`` in column chunks of ``batch_size`` (all at once for ``None``)."""
+    """``op @ V`` in column chunks of ``batch_size`` (all at once for ``None``); no host
+    synchronization per chunk."""
     if batch_size is None or V.shape[1] <= batch_size:
         return matmul(op, V)
     return torch.cat(
@@ -41,7 +42,11 @@ def _run_estimator(op, methods: dict, method: str, num_matvecs, seed, batch_size
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size")
     gen, used_seed = make_generator(seed, op.device)
-    return (*methods[method](op, n, num_matvecs, gen, batch_size), used_seed)
+    est, err, used = methods[method](op, n, num_matvecs, gen, batch_size)
+    # the products make no host synchronization: one check at the end (a NaN or Inf in a
+    # product reaches the estimate), with the operator's own non-finite flag
+    check_finite_end(op, est if isinstance(est, Tensor) else torch.tensor(est))
+    return est, err, used, used_seed
 
 
 def _mean_and_error(samples: Tensor) -> tuple[float, float]:
