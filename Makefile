@@ -6,7 +6,11 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 QUICK ?= 1
 
-.PHONY: setup test docs lint bench clean
+VISION_VENV ?= .venv-vision
+VISION_PY := $(VISION_VENV)/bin/python
+VISION_STAMP := $(VISION_VENV)/.installed
+
+.PHONY: setup test test-vision docs lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -17,18 +21,28 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m ruff check curvlab tests examples benchmarks
+	$(PY) -m ruff check curvlab tests tests_vision examples benchmarks
 	$(PY) -m pytest -n 2 -q
+
+# torchvision and timm models, in their own environment (see constraints-vision.txt)
+$(VISION_STAMP): pyproject.toml constraints-vision.txt
+	$(PYTHON) -m venv $(VISION_VENV)
+	$(VISION_PY) -m pip install --quiet --upgrade pip
+	$(VISION_PY) -m pip install --quiet -c constraints-vision.txt -e ".[vision]" pytest
+	touch $(VISION_STAMP)
+
+test-vision: $(VISION_STAMP)
+	$(VISION_PY) -m pytest -q -p no:cacheprovider tests_vision
 
 docs: $(STAMP)
 	$(MAKE) -C docs html PYTHON=$(abspath $(PY))
 
 lint: $(STAMP)
-	$(PY) -m ruff check curvlab tests examples benchmarks
+	$(PY) -m ruff check curvlab tests tests_vision examples benchmarks
 
 bench: $(STAMP)
 	$(PIP) install --quiet -c constraints.txt --no-deps pyhessian curvlinops-for-pytorch hessian-eigenthings torch-optimizer pytorch-ranger backpack-for-pytorch einops einconv unfoldNd linear_operator jaxtyping
 	$(PY) -m benchmarks.run $(if $(filter 1,$(QUICK)),--quick,)
 
 clean:
-	rm -rf $(VENV) docs/_build docs/auto_examples docs/api/generated
+	rm -rf $(VENV) $(VISION_VENV) docs/_build docs/auto_examples docs/api/generated

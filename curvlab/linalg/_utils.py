@@ -14,6 +14,8 @@ test_linalg_host_syncs.py`` counts them.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -155,3 +157,20 @@ def check_finite_end(op: OperatorLike, *values: Tensor) -> None:
     clear."""
     bad, flag = to_host(finite_packet(op, *values))
     check_packet(op, bad, flag)
+
+
+def defers_checks(estimator):
+    """Run ``estimator(op, ...)`` inside ``op.deferred_checks()`` when the operator has it
+    (curvlab's model-based operators): their products then make no host synchronization, and
+    the estimator reads the operator's :func:`nonfinite_flag` in its per-iteration transfer."""
+
+    @functools.wraps(estimator)
+    def wrapper(*args, **kwargs):
+        op = args[0] if args else kwargs.get("op")
+        ctx = getattr(op, "deferred_checks", None)
+        if not callable(ctx):
+            return estimator(*args, **kwargs)
+        with ctx():
+            return estimator(*args, **kwargs)
+
+    return wrapper

@@ -8,13 +8,14 @@ from torch import Tensor
 from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_operator, rademacher, work_dtype
+from ._utils import check_operator, defers_checks, rademacher, work_dtype
 from .lanczos import _lanczos_batched
 from .results import SpectralDensity
 
 __all__ = ["spectral_density"]
 
 
+@defers_checks
 def spectral_density(
     op: OperatorLike,
     *,

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .._random import Seed
 from ._protocol import OperatorLike
-from ._utils import rademacher
+from ._utils import defers_checks, rademacher
 from .results import DiagonalResult
 from .trace import _apply, _run_estimator, _xsketch
 
@@ -55,6 +55,7 @@ def _xdiag(op, n, m, gen, batch_size):
     return est, err, 2 * s
 
 
+@defers_checks
 def diagonal(
     op: OperatorLike,
     *,

@@ -8,13 +8,14 @@ import torch
 
 from .._random import Seed
 from ._protocol import OperatorLike
-from ._utils import check_operator
+from ._utils import check_operator, defers_checks
 from .lanczos import eigsh
 from .results import SpectralGap
 
 __all__ = ["spectral_gap"]
 
 
+@defers_checks
 def spectral_gap(
     op: OperatorLike,
     *,

@@ -19,6 +19,7 @@ from ._protocol import OperatorLike
 from ._utils import (
     check_operator,
     check_packet,
+    defers_checks,
     finite_packet,
     gaussian,
     product,
@@ -131,6 +132,7 @@ def _lanczos_batched(
     return alpha, beta, lengths, broken, basis, num_matvecs
 
 
+@defers_checks
 def lanczos(
     op: OperatorLike,
     num_iter: int,
@@ -332,6 +334,7 @@ def _ratios(res: np.ndarray, goal: np.ndarray, floor: float) -> np.ndarray:
     return r
 
 
+@defers_checks
 def eigsh(
     op: OperatorLike,
     k: int = 1,

@@ -11,6 +11,7 @@ from ._protocol import OperatorLike
 from ._utils import (
     check_operator,
     check_packet,
+    defers_checks,
     finite_packet,
     gaussian,
     product,
@@ -24,6 +25,7 @@ __all__ = ["power_iteration"]
 _CRITERIA = ("residual", "eigenvalue")
 
 
+@defers_checks
 def power_iteration(
     op: OperatorLike,
     k: int = 1,

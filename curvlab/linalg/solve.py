@@ -9,6 +9,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_nonneg, check_positive
 from ._protocol import OperatorLike
+from ._utils import defers_checks
 
 __all__ = ["cg", "CGResult"]
 
@@ -48,6 +49,7 @@ class CGResult:
     indefinite: bool
 
 
+@defers_checks
 def cg(
     op: OperatorLike,
     b: Tensor,

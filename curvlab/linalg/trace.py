@@ -10,7 +10,7 @@ from torch import Tensor
 from .._checks import check_int
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
-from ._utils import check_finite_end, check_operator, matmul, rademacher
+from ._utils import check_finite_end, check_operator, defers_checks, matmul, rademacher
 from .results import TraceResult
 
 __all__ = ["trace", "TRACE_METHODS"]
@@ -136,6 +136,7 @@ def _xtrace(op, n, m, gen, batch_size):
     return est, err, 2 * s
 
 
+@defers_checks
 def trace(
     op: OperatorLike,
     *,

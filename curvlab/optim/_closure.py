@@ -95,7 +95,11 @@ def split_closure_output(out: Any) -> tuple[Tensor, Any]:
     if not out.requires_grad:
         raise ClosureError(
             "the loss returned by the closure does not require grad: compute it from the "
-            "optimizer's parameters, outside torch.no_grad()."
+            "optimizer's parameters, outside torch.no_grad(), and return it without calling "
+            "backward. A closure that runs backward itself and returns a detached loss (as "
+            "PyTorch Lightning's automatic optimization does) cannot give curvature: use "
+            "curvlab.optim.lightning.CurvatureModule, or manual optimization with "
+            "opt.step(lambda: loss)."
         )
     return out.reshape(()), output
 

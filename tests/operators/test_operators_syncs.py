@@ -111,3 +111,23 @@ def test_a_deferred_non_finite_product_raises_naming_the_batch():
             H @ v  # no error yet: deferred
     with pytest.raises(ValueError, match="not finite on batch 1"):
         H @ v  # outside the context: at once
+
+
+@pytest.mark.parametrize("name,make", OPS[:4], ids=[n for n, _ in OPS[:4]])
+def test_estimators_on_model_operators_make_one_sync_per_iteration(name, make):
+    """The estimators enter deferred_checks(): a model-based product adds no sync, so a
+    Lanczos run costs one transfer per step (its stop decision) as on a DenseOperator."""
+    model, data = problem()
+    op = make(model, data)
+    op @ torch.ones(op.shape[0], dtype=DT)  # build caches outside the count
+    with count_host_syncs() as a:
+        cl.lanczos(op, 6, seed=0)
+    with count_host_syncs() as b:
+        cl.lanczos(op, 12, seed=0)
+    assert b["n"] - a["n"] <= 6
+    assert not op._defer_checks  # the context is left
+    with count_host_syncs() as c:
+        cl.eigsh(op, k=1, seed=0, tol=0.0, max_matvecs=6)
+    with count_host_syncs() as d:
+        cl.eigsh(op, k=1, seed=0, tol=0.0, max_matvecs=12)
+    assert d["n"] - c["n"] <= 6
