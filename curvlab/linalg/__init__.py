@@ -8,6 +8,7 @@ satisfies :class:`OperatorLike` (``shape``, ``dtype``, ``device`` and ``@``).
 """
 
 from ._protocol import OperatorLike
+from ._utils import ConvergenceWarning
 from .density import spectral_density
 from .diagonal import diagonal
 from .gap import spectral_gap
@@ -26,6 +27,7 @@ from .trace import trace
 
 __all__ = [
     "OperatorLike",
+    "ConvergenceWarning",
     "lanczos",
     "eigsh",
     "power_iteration",

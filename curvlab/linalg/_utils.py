@@ -174,3 +174,34 @@ def defers_checks(estimator):
             return estimator(*args, **kwargs)
 
     return wrapper
+
+
+class ConvergenceWarning(UserWarning):
+    """An eigensolver stopped before every wanted pair met ``tol`` (its result says
+    ``converged=False`` and carries the residuals)."""
+
+
+def warn_unconverged(what: str, res, tol: float) -> None:
+    """Warn that ``res`` (an :class:`EigenResult`) did not converge, with what to do."""
+    import warnings
+
+    from ..risk import user_stacklevel
+
+    worst = float(res.residuals.max()) if res.residuals is not None else float("nan")
+    dtype = res.eigenvalues.dtype
+    floor = ""
+    if dtype in (torch.float32, torch.float16, torch.bfloat16):
+        floor = (
+            f" In {str(dtype).replace('torch.', '')} the products' rounding limits the relative "
+            "residual to about 1e-6 or above: a smaller tol cannot be met (use float64, or a "
+            "larger tol)."
+        )
+    warnings.warn(
+        f"{what} did not converge in {res.num_matvecs} products (largest residual "
+        f"{worst:.3g}, tol {tol:g} relative to each eigenvalue): the eigenvalues are accurate to "
+        "about residual^2 / gap. Raise max_matvecs (or ncv), loosen tol, or check "
+        f"result.residuals; result.converged is False.{floor}",
+        ConvergenceWarning,
+        stacklevel=user_stacklevel(),
+    )
+

@@ -25,6 +25,7 @@ from ._utils import (
     product,
     to_device,
     to_host,
+    warn_unconverged,
     work_dtype,
 )
 from .results import EigenResult, LanczosResult
@@ -730,7 +731,7 @@ def eigsh(
     check_packet(op, host[-2], host[-1])  # the end-of-run check of the operator's flag
     res_h = host[:-2]
     converged = bool((res_h <= tol * np.abs(lam_h)).all())
-    return EigenResult(
+    result = EigenResult(
         eigenvalues=to_device(lam_h, device, dtype),
         eigenvectors=X if return_eigenvectors else None,
         residuals=residuals,
@@ -738,3 +739,6 @@ def eigsh(
         converged=converged,
         seed=used_seed,
     )
+    if not converged and tol > 0:
+        warn_unconverged("eigsh", result, tol)
+    return result

@@ -16,6 +16,7 @@ from ._utils import (
     gaussian,
     product,
     to_host,
+    warn_unconverged,
     work_dtype,
 )
 from .results import EigenResult
@@ -158,7 +159,7 @@ def power_iteration(
     res_t = torch.linalg.vector_norm(AX - X * lam_t, dim=0)
     if criterion == "residual":
         all_converged &= bool((res_t <= tol * lam_t.abs()).all())
-    return EigenResult(
+    result = EigenResult(
         eigenvalues=lam_t,
         eigenvectors=X,
         residuals=res_t,
@@ -166,3 +167,6 @@ def power_iteration(
         converged=all_converged,
         seed=used_seed,
     )
+    if not all_converged and tol > 0:
+        warn_unconverged("power_iteration", result, tol)
+    return result

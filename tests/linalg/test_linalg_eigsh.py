@@ -243,3 +243,19 @@ def test_eigsh_zero_operator():
     res = eigsh(op, k=2, seed=0)
     assert torch.equal(res.eigenvalues, torch.zeros(2, dtype=torch.float64))
     assert float(res.residuals.max()) == 0.0
+
+
+def test_an_unconverged_run_warns_with_what_to_do():
+    import warnings
+
+    g = torch.Generator().manual_seed(0)
+    A = cl.DenseOperator(torch.diag(torch.rand(300, generator=g, dtype=torch.float64)))
+    with pytest.warns(cl.ConvergenceWarning, match="did not converge in 6 products") as rec:
+        res = cl.eigsh(A, k=1, seed=0, tol=1e-10, max_matvecs=6)
+    assert not res.converged
+    assert rec[0].filename == __file__  # points at the caller, not into curvlab
+    with pytest.warns(cl.ConvergenceWarning, match="power_iteration did not converge"):
+        cl.power_iteration(A, k=1, seed=0, tol=1e-10, max_iter=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a converged run is quiet
+        assert cl.eigsh(A, k=1, seed=0, tol=1e-4).converged
