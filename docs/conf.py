@@ -44,6 +44,8 @@ nitpick_ignore_regex = [
         r"py:.*",
         r"(scipy|numpy|np|torch|matplotlib|optional|callable|iterable|array[-_]like)(\..*)?",
     ),
+    # base classes of the optional adapters (no intersphinx offline)
+    (r"py:.*", r"(transformers|lightning)(\..*)?"),
     (r"py:.*", r"(Tensor|Module|Generator|Figure|Axes|Axes3D|LinearOperator|DataLoader)"),
     # private base classes (shown in "Bases:" lines) have no pages of their own
     (r"py:class", r"curvlab(\.\w+)*\._\w+\.\w+"),
