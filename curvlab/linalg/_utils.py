@@ -192,9 +192,10 @@ def warn_unconverged(what: str, res, tol: float) -> None:
     floor = ""
     if dtype in (torch.float32, torch.float16, torch.bfloat16):
         floor = (
-            f" In {str(dtype).replace('torch.', '')} the products' rounding limits the relative "
-            "residual to about 1e-6 or above: a smaller tol cannot be met (use float64, or a "
-            "larger tol)."
+            f" In {str(dtype).replace('torch.', '')} the products' rounding puts a floor of about "
+            "1e-6 of the products' scale under the residual (higher near a minimum, where the "
+            "loss's rounding dominates): eigenvalues near or below that floor cannot meet a "
+            "relative tol (use float64, or a larger tol)."
         )
     warnings.warn(
         f"{what} did not converge in {res.num_matvecs} products (largest residual "
