@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ._checks import check_int
 from ._params import flatten, select_params, unflatten
+from ._progress import progress_bar
 from ._random import Seed, make_generator
 from .risk import EmpiricalRisk, Output, check_metrics
 
@@ -530,10 +531,9 @@ def _set_flat(tensors: list[Tensor], base: list[Tensor], delta: Tensor) -> None:
         p.copy_(b + d)
 
 
-def _progress(total: int, desc: str, progress: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, disable=not progress, leave=False)
+def _progress(total: int, desc: str, progress):
+    # a bar on a terminal, plain lines in a log, or the user's callable (curvlab/_progress.py)
+    return progress_bar(progress, total, desc, unit="points")
 
 
 def _results(vals: list[Tensor], names: list[str], shape) -> tuple[Tensor, dict[str, Tensor]]:
@@ -572,7 +572,8 @@ def line(
     metrics
         Optional ``{"name": fn(output, y) -> scalar}`` (e.g. accuracy), weighted by batch size.
     progress
-        Show a tqdm progress bar.
+        ``True`` (default): a progress bar on a terminal, plain lines in a log (no carriage
+        returns); ``False``: silent; or a callable ``progress(done, total, info)``.
     check_deterministic, process_group, output
         As in :class:`~curvlab.EmpiricalRisk`: the data contract of the slice is the one of
         the operators (the model is evaluated in its current train/eval mode).

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
+from .._progress import Progress, progress_bar
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import check_operator, defers_checks, rademacher, work_dtype
@@ -24,6 +25,7 @@ def spectral_density(
     seed: Seed = None,
     reorthogonalize: bool = True,
     probes: Tensor | None = None,
+    progress: Progress = False,
 ) -> SpectralDensity:
     r"""Estimate the eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
@@ -59,6 +61,10 @@ def spectral_density(
     probes
         Optional ``(n, P)`` probe block to use instead of random ones (overrides
         ``num_probes``; ``seed`` is then unused).
+    progress
+        ``False`` (default): silent. ``True``: a progress bar on a terminal, plain lines in a
+        log. A callable ``progress(done, total, info)`` is called after every Lanczos step with
+        the products done, ``num_iter * num_probes`` and ``{"step": i}``.
 
     Returns
     -------
@@ -96,9 +102,10 @@ def spectral_density(
             raise ValueError("probes have NaN or Inf entries.")
         num_probes = Z.shape[1]
         used_seed = None
-    alpha, beta, lengths, _, _, nmv = _lanczos_batched(
-        op, Z, num_iter, reorthogonalize=reorthogonalize
-    )
+    with progress_bar(progress, num_iter * num_probes, "spectral_density", "products") as bar:
+        alpha, beta, lengths, _, _, nmv = _lanczos_batched(
+            op, Z, num_iter, reorthogonalize=reorthogonalize, bar=bar
+        )
     # all probes' tridiagonal eigenproblems at once, on the device (float64; float32 where
     # float64 is unsupported). A probe that stopped after L < m steps is padded with a
     # decoupled diagonal above its spectrum (zero weight), then given copies of its largest

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_nonneg
+from .._progress import Progress, progress_bar
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import (
@@ -51,7 +52,13 @@ def _breakdown_threshold(dtype: torch.dtype, n: int) -> float:
 # plain Lanczos (several independent recurrences at once)
 # ------------------------------------------------------------------------------------------
 def _lanczos_batched(
-    op, V0: Tensor, num_iter: int, *, reorthogonalize: bool = True, keep_basis: bool = False
+    op,
+    V0: Tensor,
+    num_iter: int,
+    *,
+    reorthogonalize: bool = True,
+    keep_basis: bool = False,
+    bar=None,
 ):
     """Run ``P`` independent Lanczos recurrences, one per column of ``V0``, as one block.
 
@@ -107,6 +114,8 @@ def _lanczos_batched(
             Wm = torch.zeros_like(Q)
             Wm[:, idx_d] = product(op, Q[:, idx_d], dtype)
         num_matvecs += int(idx.size)
+        if bar is not None:
+            bar.update(int(idx.size), step=i + 1)
         a = (Q * Wm).sum(dim=0)
         Wm = Wm - a * Q - b_prev * q_prev
         if reorthogonalize:
@@ -349,6 +358,7 @@ def eigsh(
     block_size: int | None = None,
     ncv: int | None = None,
     check_multiplicity: bool = True,
+    progress: Progress = False,
 ) -> EigenResult:
     r"""A few extreme eigenpairs of a symmetric operator by thick-restart block Lanczos.
 
@@ -408,6 +418,10 @@ def eigsh(
         check repeated eigenvalues are reported once and the next eigenvalue takes the
         place of the missing copies. Set ``False`` to save those products when the wanted
         eigenvalues are known to be simple.
+    progress
+        ``False`` (default): silent. ``True``: a progress bar on a terminal (products out of
+        ``max_matvecs``), plain lines in a log. A callable ``progress(done, total, info)`` is
+        called after every product block.
 
     Returns
     -------
@@ -542,6 +556,7 @@ def eigsh(
     # sequence followed for a while; if no wanted Ritz value moves, no copy was missed.
     verify_ref: np.ndarray | None = None
     verify_start = 0
+    bar = progress_bar(progress, max_matvecs, "eigsh", "products").__enter__()
     while True:
         nb = j - p
         budget = max_matvecs - num_matvecs
@@ -553,6 +568,7 @@ def eigsh(
         final = None
         Wb = product(op, V[:, p:j], dtype)
         num_matvecs += nb
+        bar.update(nb)
         W[:, p:j] = Wb
         Vj = V[:, :j]
         # projected matrix: H[:j, p:j] = V^T A V_new (classical Gram-Schmidt, twice)
@@ -731,6 +747,7 @@ def eigsh(
     check_packet(op, host[-2], host[-1])  # the end-of-run check of the operator's flag
     res_h = host[:-2]
     converged = bool((res_h <= tol * np.abs(lam_h)).all())
+    bar.close()
     result = EigenResult(
         eigenvalues=to_device(lam_h, device, dtype),
         eigenvectors=X if return_eigenvectors else None,
