@@ -6,38 +6,12 @@ Every way a tensor's value reaches the host is patched (``item``, ``__bool__``, 
 A DenseOperator product makes none. On CUDA these are the calls that wait for the device.
 """
 
-import contextlib
-
 import pytest
 import torch
+from host_syncs import count_syncs
 from linalg_helpers import with_spectrum
 
 import curvlab as cl
-
-METHODS = ("item", "__bool__", "tolist", "cpu", "numpy", "__float__", "__int__")
-
-
-@contextlib.contextmanager
-def count_syncs():
-    counter = {"n": 0}
-    saved = {m: getattr(torch.Tensor, m) for m in METHODS}
-
-    def wrap(name):
-        orig = saved[name]
-
-        def f(self, *a, **kw):
-            counter["n"] += 1
-            return orig(self, *a, **kw)
-
-        return f
-
-    try:
-        for m in METHODS:
-            setattr(torch.Tensor, m, wrap(m))
-        yield counter
-    finally:
-        for m, f in saved.items():
-            setattr(torch.Tensor, m, f)
 
 
 def _op(n=200, seed=0, dtype=torch.float64):

@@ -7,37 +7,14 @@ each of them would stall the stream.
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import torch
+from host_syncs import count_syncs as count_host_syncs
 from torch import nn
 
 import curvlab as cl
 
 DT = torch.float64
-_METHODS = ("item", "__bool__", "tolist", "cpu", "numpy", "__float__", "__int__")
-
-
-@contextlib.contextmanager
-def count_host_syncs():
-    counts = {"n": 0}
-    saved = {m: getattr(torch.Tensor, m) for m in _METHODS}
-
-    def wrap(f):
-        def g(self, *a, **k):
-            counts["n"] += 1
-            return f(self, *a, **k)
-
-        return g
-
-    try:
-        for m, f in saved.items():
-            setattr(torch.Tensor, m, wrap(f))
-        yield counts
-    finally:
-        for m, f in saved.items():
-            setattr(torch.Tensor, m, f)
 
 
 def problem(bad=False):
