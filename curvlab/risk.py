@@ -752,18 +752,26 @@ class EmpiricalRisk:
             )
         tol = 1e-10 if self.dtype == torch.float64 else 1e-5
         L1, L2 = torch.stack(l1), torch.stack(l2)
-        finite = torch.isfinite(L1).tolist()
-        if not all(finite):
-            i = finite.index(False)
+        # every comparison on the device, then one transfer (not one per batch)
+        same_shape = [a.shape == b.shape for a, b in zip(p1, p2)]
+        differs = torch.stack(
+            [
+                ((a - b).abs() > 1e-9 * (a.abs() + 1.0)).any()
+                if ok
+                else torch.ones((), dtype=torch.bool, device=a.device)
+                for a, b, ok in zip(p1, p2, same_shape)
+            ]
+        )
+        flags = torch.stack(
+            [~torch.isfinite(L1), (L1 - L2).abs() > tol * (L1.abs() + L2.abs()) + 1e-30, differs]
+        ).tolist()
+        if any(flags[0]):
+            i = flags[0].index(True)
             raise ValueError(
                 f"the loss is not finite on batch {i} ({L1[i].item()}): check that batch for "
                 "NaN/Inf inputs or a diverged model."
             )
-        loss_bad = ((L1 - L2).abs() > tol * (L1.abs() + L2.abs()) + 1e-30).tolist()
-        data_bad = [
-            a.shape != b.shape or bool(((a - b).abs() > 1e-9 * (a.abs() + 1.0)).any())
-            for a, b in zip(p1, p2)
-        ]
+        loss_bad, data_bad = flags[1], flags[2]
         if any(data_bad):
             i = data_bad.index(True)
             raise ValueError(

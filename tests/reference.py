@@ -89,3 +89,45 @@ def dense_empirical_fisher(model, loss_fn, data, names=None):
         else:  # one entry per output
             entries += y[n].numel()
     return F / entries if loss_fn.reduction == "mean" else F
+
+
+def plain_hvp_operator(model, loss_fn, data, params, output=lambda out: out):
+    """A SciPy operator on plain autograd double backward over ``data`` (batch-size
+    weighted; math attention backend, which has a double backward): no curvlab product code.
+    ``output`` maps the model's return value to the loss's input."""
+    import numpy as np
+    import scipy.sparse.linalg as sla
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    params = list(params)
+    N = sum(len(y) for _, y in data)
+    n = sum(p.numel() for p in params)
+    dtype = params[0].dtype
+
+    def matvec(v):
+        v = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dtype)
+        vs, start = [], 0
+        for p in params:
+            vs.append(v[start : start + p.numel()].view_as(p))
+            start += p.numel()
+        total = torch.zeros(n, dtype=dtype)
+        with sdpa_kernel(SDPBackend.MATH):
+            for X, y in data:
+                out = model(**X) if isinstance(X, dict) else model(X)
+                loss = len(y) / N * loss_fn(output(out), y)
+                g = torch.autograd.grad(loss, params, create_graph=True)
+                h = torch.autograd.grad(g, params, vs)
+                total += torch.cat([t.reshape(-1) for t in h])
+        return total.numpy()
+
+    return sla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+
+
+def arpack_top(model, loss_fn, data, params, output=lambda out: out, k=3):
+    """The ``k`` largest Hessian eigenvalues (ascending) by ARPACK on :func:`plain_hvp_operator`."""
+    import numpy as np
+    import scipy.sparse.linalg as sla
+
+    op = plain_hvp_operator(model, loss_fn, data, params, output)
+    vals = sla.eigsh(op, k=k, which="LA", tol=1e-12, v0=np.ones(op.shape[0]))[0]
+    return np.sort(vals)

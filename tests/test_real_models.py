@@ -11,8 +11,8 @@ from __future__ import annotations
 import hf_models
 import numpy as np
 import pytest
-import scipy.sparse.linalg as sla
 import torch
+from reference import arpack_top, plain_hvp_operator
 from torch import nn
 
 import curvlab as cl
@@ -61,36 +61,8 @@ def next_token_logits(out, batch):
     return out.logits[:, :-1].transpose(1, 2)
 
 
-def plain_hvp_operator(model, loss_fn, data, params, output):
-    """A SciPy operator on plain autograd double backward (no curvlab product code)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    N = sum(len(y) for _, y in data)
-    n = sum(p.numel() for p in params)
-
-    def matvec(v):
-        v = torch.as_tensor(np.asarray(v).reshape(-1), dtype=DT)
-        vs, start = [], 0
-        for p in params:
-            vs.append(v[start : start + p.numel()].view_as(p))
-            start += p.numel()
-        total = torch.zeros(n, dtype=DT)
-        with sdpa_kernel(SDPBackend.MATH):
-            for X, y in data:
-                out = model(**X) if isinstance(X, dict) else model(X)
-                loss = len(y) / N * loss_fn(output(out), y)
-                g = torch.autograd.grad(loss, params, create_graph=True)
-                h = torch.autograd.grad(g, params, vs)
-                total += torch.cat([t.reshape(-1) for t in h])
-        return total.numpy()
-
-    return sla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-
-
 def top3_reference(model, loss_fn, data, params, output):
-    op = plain_hvp_operator(model, loss_fn, data, params, output)
-    vals = sla.eigsh(op, k=3, which="LA", tol=1e-12, v0=np.ones(op.shape[0]))[0]
-    return np.sort(vals)
+    return arpack_top(model, loss_fn, data, params, output, k=3)
 
 
 @pytest.mark.parametrize("mode", ["rev-rev", "fwd-rev"])

@@ -13,8 +13,8 @@ import warnings
 
 import numpy as np
 import pytest
-import scipy.sparse.linalg as sla
 import torch
+from reference import arpack_top
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -35,29 +35,8 @@ def images(n=4, size=32, classes=10, seed=0):
 
 
 def plain_top(model, data, params, k=3):
-    """Top-k Hessian eigenvalues by ARPACK on plain autograd HVPs (no curvlab code)."""
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    N = sum(len(y) for _, y in data)
-    n = sum(p.numel() for p in params)
-
-    def matvec(v):
-        v = torch.as_tensor(np.asarray(v).reshape(-1), dtype=DT)
-        vs, start = [], 0
-        for p in params:
-            vs.append(v[start : start + p.numel()].view_as(p))
-            start += p.numel()
-        total = torch.zeros(n, dtype=DT)
-        with sdpa_kernel(SDPBackend.MATH):
-            for X, y in data:
-                loss = len(y) / N * nn.functional.cross_entropy(model(X), y)
-                g = torch.autograd.grad(loss, params, create_graph=True)
-                h = torch.autograd.grad(g, params, vs)
-                total += torch.cat([t.reshape(-1) for t in h])
-        return total.numpy()
-
-    op = sla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
-    return np.sort(sla.eigsh(op, k=k, which="LA", tol=1e-10, v0=np.ones(n))[0])
+    """Top-k Hessian eigenvalues by ARPACK on plain autograd HVPs (tests/reference.py)."""
+    return arpack_top(model, nn.CrossEntropyLoss(), data, params, k=k)
 
 
 def assert_top3(model, data, params=None, modes=("rev-rev",)):
