@@ -44,7 +44,7 @@ from ._checks import check_int
 from ._params import flatten, select_params, unflatten
 from ._progress import progress_bar
 from ._random import Seed, make_generator
-from .risk import EmpiricalRisk, Output, check_metrics
+from .risk import EVALUATION_ONLY, EmpiricalRisk, Output, check_metrics
 
 __all__ = [
     "random_directions",
@@ -758,7 +758,14 @@ def interpolate(
                 f"buffer {k!r} differs between the models; pass buffers=False to keep model_a's."
             )
     risk, metrics = _risk(
-        model_a, loss_fn, data, None, metrics, check_deterministic, process_group, output
+        model_a,
+        loss_fn,
+        data,
+        EVALUATION_ONLY,
+        metrics,
+        check_deterministic,
+        process_group,
+        output,
     )
     coords = _coords(span, steps, "interpolate")
     tensors = list(pa.values()) + list(ba.values())

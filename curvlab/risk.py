@@ -456,6 +456,11 @@ def _has_reentrant_checkpoint(loss: Tensor, limit: int = 200_000) -> bool:
     return False
 
 
+#: ``params=EVALUATION_ONLY``: a risk that is only evaluated (landscapes' interpolation between
+#: two models) may hold frozen parameters; it fixes the dtype and device from them
+EVALUATION_ONLY = object()
+
+
 # -- the empirical risk ---------------------------------------------------------------------------
 class EmpiricalRisk:
     r"""The empirical risk of ``model`` under ``loss_fn`` over ``data``, and its data contract.
@@ -521,7 +526,13 @@ class EmpiricalRisk:
             params = [params]
         if isinstance(params, list | tuple) and params and isinstance(params[0], str):
             params = [p[len("module.") :] if p.startswith("module.") else p for p in params]
-        names, tensors = select_params(model, params)
+        if params is EVALUATION_ONLY:  # every parameter, trainable or not (no gradients)
+            named = list(model.named_parameters())
+            if not named:
+                raise ValueError("the model has no parameters.")
+            names, tensors = [n for n, _ in named], [p for _, p in named]
+        else:
+            names, tensors = select_params(model, params)
         dtype, device = tensors[0].dtype, tensors[0].device
         for n_, p in zip(names, tensors):
             if not p.is_floating_point():

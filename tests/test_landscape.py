@@ -520,3 +520,18 @@ def test_result_reprs_are_compact():
         )
     )
     assert s.startswith("LandscapeSurface(9 x 9 grid, loss in [") and "tensor(" not in s
+
+
+def test_interpolate_between_frozen_models():
+    """Models loaded for evaluation (requires_grad_(False)) interpolate as before."""
+    torch.manual_seed(0)
+    a, b = nn.Linear(2, 1).double(), nn.Linear(2, 1).double()
+    for m in (a, b):
+        m.requires_grad_(False)
+    X = torch.randn(8, 2, dtype=torch.float64)
+    y = torch.randn(8, 1, dtype=torch.float64)
+    res = ls.interpolate(a, b, nn.MSELoss(), [(X, y)], steps=3, span=(0, 1), progress=False)
+    with torch.no_grad():
+        ref = [nn.functional.mse_loss(m(X), y) for m in (a, b)]
+    torch.testing.assert_close(res.loss[0], ref[0], rtol=1e-12, atol=0)
+    torch.testing.assert_close(res.loss[2], ref[1], rtol=1e-12, atol=0)

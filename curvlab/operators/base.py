@@ -117,6 +117,9 @@ class CurvatureOperator:
                 op._defer_checks = b
         if ok:
             self.raise_if_nonfinite()
+        for op in leaves:  # nothing of the estimator's products outlives the context
+            op._nonfinite = None
+            op._forget_deferred()
 
     @property
     def nonfinite_flag(self) -> Tensor | None:
@@ -140,6 +143,9 @@ class CurvatureOperator:
 
     #: alias of :meth:`raise_if_nonfinite`
     raise_nonfinite = raise_if_nonfinite
+
+    def _forget_deferred(self) -> None:
+        """Drop what a deferred check kept to name a failing batch (model operators)."""
 
     def _raise_deferred_nonfinite(self) -> None:  # pragma: no cover - model operators override
         raise ValueError("a product of the operator was not finite (NaN or Inf).")

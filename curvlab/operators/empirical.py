@@ -169,6 +169,9 @@ class EmpiricalRiskOperator(CurvatureOperator):
             "batches overflows; use float64 or a smaller loss scale."
         )
 
+    def _forget_deferred(self) -> None:
+        self._last_failing = None
+
     def _raise_deferred_nonfinite(self) -> None:
         # the latest product under deferred checks was (or followed) the non-finite one
         Vs, k = self._last_failing

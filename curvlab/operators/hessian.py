@@ -171,12 +171,11 @@ class HessianOperator(EmpiricalRiskOperator):
         if i in self._graphs:
             g, fp = self._graphs[i]
             now = fingerprint(batch.X, batch.y)
-            bad = (now.shape != fp.shape) or None
-            if bad is None:
-                diff = ((now - fp).abs() > 1e-9 * (fp.abs() + 1.0)).any()
-                self._mismatch = diff if self._mismatch is None else self._mismatch | diff
+            if now.shape != fp.shape:
+                diff = torch.ones((), dtype=torch.bool, device=fp.device)
             else:
-                self._mismatch = torch.tensor(True)
+                diff = ((now - fp).abs() > 1e-9 * (fp.abs() + 1.0)).any()
+            self._mismatch = diff if self._mismatch is None else self._mismatch | diff
             return g, True
         budget = self.graph_cache_mb * 2**20 - self._graph_bytes
         if budget <= 0:
