@@ -6,6 +6,13 @@ end of work that took longer, never carriage returns) or a callable
 ``progress(done, total, info)`` called after every iteration with the work done so far
 (``total`` may be ``None``) and a dict of what the estimator knows then. Nothing here
 synchronizes with the device: the counts are Python ints.
+
+``callback`` (the second policy, for logging to one's own tools and stopping early) is ``None`` or
+a callable ``callback(iterate)`` receiving an :class:`Iterate` after every iteration: the
+products so far, the current estimate and residual (device tensors, not synchronized: call
+``.item()`` or ``.tolist()`` if you want numbers). Returning ``True`` stops the estimator after
+that iteration; its result then says it was stopped (``converged=False`` where it has that
+field).
 """
 
 from __future__ import annotations
@@ -13,11 +20,78 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Progress", "progress_bar"]
+__all__ = ["Callback", "Iterate", "Progress", "check_callback", "notify", "progress_bar"]
 
 Progress = bool | Callable[[int, int | None, dict], Any] | None
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """What an estimator knows after one iteration (passed to ``callback=``).
+
+    Attributes
+    ----------
+    iteration : int
+        Iterations done (1 after the first).
+    products : int
+        Operator products (matrix-vector products, one per column) so far.
+    estimate : torch.Tensor or None
+        The current estimate (eigenvalues, trace, diagonal, solution, ...), on the device.
+    residual : torch.Tensor or None
+        The current residual or error estimate, on the device (``None`` where there is none).
+    info : dict
+        Estimator-specific extras (documented by each estimator).
+    """
+
+    iteration: int
+    products: int
+    estimate: Any = None
+    residual: Any = None
+    info: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        def short(t):
+            if t is None:
+                return "None"
+            shape = tuple(getattr(t, "shape", ()))
+            return f"tensor{list(shape)}" if shape else "tensor[]"
+
+        return (
+            f"Iterate(iteration={self.iteration}, products={self.products}, "
+            f"estimate={short(self.estimate)}, residual={short(self.residual)})"
+        )
+
+
+Callback = Callable[[Iterate], Any] | None
+
+
+def check_callback(callback: Callback) -> Callback:
+    """Validate ``callback=`` (``None`` or a callable); returns it."""
+    if callback is not None and not callable(callback):
+        raise TypeError(
+            f"callback must be None or a callable callback(iterate), got {type(callback).__name__}."
+        )
+    return callback
+
+
+def notify(
+    callback: Callback, iteration: int, products: int, estimate=None, residual=None, **info
+) -> bool:
+    """Call ``callback`` with an :class:`Iterate`; ``True`` when it asks the estimator to stop.
+
+    Examples
+    --------
+    >>> notify(None, 1, 4)
+    False
+    >>> notify(lambda it: it.products >= 4, 1, 4)
+    True
+    """
+    if callback is None:
+        return False
+    return callback(Iterate(iteration, products, estimate, residual, info)) is True
 
 
 class _Silent:

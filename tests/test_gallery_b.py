@@ -1,4 +1,4 @@
-"""Smoke test of the gallery scripts of studies A and B (examples/study_a, examples/study_b).
+"""Smoke test of the gallery scripts of study B (examples/study_b).
 
 Each script runs in a subprocess with ``CURVLAB_SMOKE=1`` (a budget of a few seconds) and the
 Agg backend, so that a broken example fails ``make test`` and not only ``make docs``. The
@@ -21,24 +21,6 @@ from gallery_utils import EXAMPLES, run_smoke
 #            (first, last) columns, counted from the end of a row, that must parse as numbers,
 #            and the interval they must lie in)
 SCRIPTS = {
-    "study_a/plot_a1_matrix_factorization.py": (
-        ["method", "F - F*"],
-        ["GD", "Adam", "GD + gradreg L=0.1", "GD + Newton", "Adam + gradreg L=1", "Adam + Newton"],
-        (-2, None),
-        (0.0, math.inf),
-    ),
-    "study_a/plot_a2_attention.py": (
-        ["method", "full-data loss"],
-        ["GD", "GD + gradreg", "GD + Newton"],
-        None,
-        None,
-    ),
-    "study_a/plot_a3_lenet_last_layer.py": (
-        ["batch", "final test acc"],
-        ["Adam", "Adam + gradreg (last layer)"],
-        (-4, -1),  # final, best, and with BatchNorm on the test batch
-        (0.0, 1.0),
-    ),
     "study_b/plot_b1_rahimi_recht.py": (
         ["optimizer", "train RMSE", "test RMSE"],
         ["SGD", "Adam", "Sophia-style", "SSDH", "SADH", "SSVP"],
@@ -92,7 +74,7 @@ def test_script_is_a_gallery_page(name):
     assert "CURVLAB_FULL" in source and "CURVLAB_SMOKE" in source
 
 
-@pytest.mark.parametrize("folder", ["study_a", "study_b"])
+@pytest.mark.parametrize("folder", ["study_b"])
 def test_gallery_folder_has_a_titled_readme(folder):
     text = (EXAMPLES / folder / "README.txt").read_text().splitlines()
     assert len(text) >= 3 and text[0].strip() and set(text[1].strip()) == {"="}

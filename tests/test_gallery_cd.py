@@ -1,0 +1,117 @@
+"""Smoke test of the gallery scripts of studies C and D (examples/study_c, _d).
+
+Each script runs in a subprocess with ``CURVLAB_SMOKE=1`` (a budget of a few seconds: tiny data,
+one or two epochs, a handful of Hessian-vector products) and the Agg backend, so that a broken
+example fails the test suite and not only the docs build. The checks: the script exits cleanly,
+writes nothing into its working directory, and prints its results table with one row per
+optimizer whose numbers are consistent (accuracies in [0, 1], residuals and losses
+non-negative, the largest eigenvalue not below the second); and each script reads as a
+sphinx-gallery page that compares its result with the original's.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+from gallery_utils import EXAMPLES, run_smoke
+
+
+def _c_row(cells):
+    # optimizer, test acc, lambda1, resid, lambda2, ratio, diff, lam_min, |g| | orig acc, l1, gap
+    acc, lam1, res, lam2, ratio, diff, lam_min, gnorm = map(float, cells[1:9])
+    assert 0.0 <= acc <= 1.0
+    assert lam1 >= lam2 and res >= 0.0 and gnorm >= 0.0
+    assert lam_min <= lam1
+    assert all(math.isfinite(v) for v in (ratio, diff))
+    assert cells[9] == "|" and 0.98 < float(cells[10]) < 1.0  # the original's accuracy
+
+
+def _d_row(cells):
+    # optimizer, test acc, lambda1, resid, lambda2, resid, trace, +-, matvecs | original
+    acc, lam1, res1, lam2, res2, trace, se = map(float, cells[1:8])
+    assert 0.0 <= acc <= 1.0
+    assert lam1 >= lam2 and res1 >= 0.0 and res2 >= 0.0
+    assert math.isfinite(trace) and (se >= 0.0 or math.isnan(se))
+    assert int(cells[8]) > 0
+    assert cells[9] == "|" and 0.9 < float(cells[10]) < 1.0
+
+
+# script -> (words of the table's header line, optimizer rows, row check)
+SCRIPTS = {
+    "study_c/plot_c_flatness_spectral_gap.py": (
+        ["optimizer", "test acc", "lambda1", "ratio", "orig gap"],
+        ["SGD", "Adam", "Adagrad", "AdaHessian"],
+        _c_row,
+    ),
+    "study_d/plot_d_minima_landscapes.py": (
+        ["test acc", "lambda1", "lambda2", "trace", "original"],
+        ["Adam", "L-BFGS", "AdaHessian", "Apollo"],
+        _d_row,
+    ),
+}
+
+
+def table(stdout: str, header_words: list[str]) -> dict[str, list[str]]:
+    """Rows of the table under the first line holding every header word, by first cell."""
+    lines = stdout.splitlines()
+    for i, line in enumerate(lines):
+        if all(w in line for w in header_words):
+            body = lines[i + 1 :]
+            assert body and set(body[0].strip()) == {"-"}, f"no rule under the header:\n{stdout}"
+            rows = {}
+            for row in body[1:]:
+                cells = row.split()
+                if not cells:
+                    break
+                rows[cells[0]] = cells
+            return rows
+    raise AssertionError(f"no table header with {header_words} in the output:\n{stdout}")
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS), ids=lambda n: Path(n).stem)
+def test_script_runs_in_smoke_mode(name, tmp_path):
+    proc = run_smoke(EXAMPLES / name, tmp_path)
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    header, labels, check = SCRIPTS[name]
+    rows = table(proc.stdout, header)
+    assert sorted(rows) == sorted(labels), f"{name}: rows {sorted(rows)}, expected {labels}"
+    for label in labels:
+        try:
+            check(rows[label])
+        except (AssertionError, ValueError, IndexError) as err:
+            raise AssertionError(f"{name}: bad row {' '.join(rows[label])!r}") from err
+    assert list(tmp_path.iterdir()) == [], f"{name} wrote files into its working directory"
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS), ids=lambda n: Path(n).stem)
+def test_script_is_a_gallery_page(name):
+    """Title docstring, prose cells, a comparison with the original, both run sizes, no show()."""
+    source = (EXAMPLES / name).read_text()
+    doc = ast.get_docstring(ast.parse(source), clean=False)
+    assert doc, f"{name} has no module docstring"
+    lines = doc.strip("\n").splitlines()
+    assert len(lines) >= 3 and set(lines[1]) == {"="} and len(lines[1]) >= len(lines[0].rstrip())
+    assert source.count("# %%") >= 4
+    assert "Comparison with the original" in source
+    assert "RESULTS_PROSE" not in source
+    assert "plt.show(" not in source
+    assert "CURVLAB_FULL" in source and "CURVLAB_SMOKE" in source
+
+
+@pytest.mark.parametrize("folder", ["study_c", "study_d"])
+def test_gallery_folder_has_a_titled_readme(folder):
+    text = (EXAMPLES / folder / "README.txt").read_text().splitlines()
+    assert len(text) >= 3 and text[0].strip() and set(text[1].strip()) == {"="}
+    assert len(text[1].strip()) >= len(text[0].strip())
+
+
+def test_table_parser_rejects_a_missing_table():
+    with pytest.raises(AssertionError, match="no table header"):
+        table("nothing here\n", ["optimizer", "test acc"])
+    with pytest.raises(AssertionError):
+        _c_row("SGD 1.5 2.0 1e-3 1.0 2.0 1.0 -1.0 0.1 | 0.9893 0.619 2.93".split())
+    with pytest.raises(AssertionError):  # lambda1 below lambda2
+        _d_row("Adam 0.9 1.0 1e-3 2.0 1e-3 5.0 0.1 30 | 0.9816".split())
