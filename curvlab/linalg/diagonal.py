@@ -7,11 +7,12 @@ import math
 import torch
 from torch import Tensor
 
+from .._progress import Callback, Progress
 from .._random import Seed
 from ._protocol import OperatorLike
 from ._utils import defers_checks, rademacher
 from .results import DiagonalResult
-from .trace import _apply, _run_estimator, _xsketch
+from .trace import _run_estimator, _xsketch
 
 __all__ = ["diagonal", "DIAGONAL_METHODS"]
 
@@ -27,19 +28,30 @@ def _columns_mean_and_error(E: Tensor) -> tuple[Tensor, Tensor]:
     return mean, E.std(dim=1, correction=1) / math.sqrt(m)
 
 
-def _hutchinson(op, n, m, gen, batch_size):
+def _running(Z: Tensor):
+    """The callback's running estimate for Hutchinson probes ``Z`` (device tensors)."""
+    return lambda AZ: _columns_mean_and_error(Z[:, : AZ.shape[1]] * AZ)
+
+
+def _hutchinson_of(Z: Tensor, AZ: Tensor, used: int | None = None):
+    est, err = _columns_mean_and_error(Z[:, : AZ.shape[1]] * AZ)
+    return est, err, AZ.shape[1] if used is None else used, "hutchinson"
+
+
+def _hutchinson(op, n, m, gen, run):
     Z = rademacher((n, m), gen, op.dtype, op.device)
-    est, err = _columns_mean_and_error(Z * _apply(op, Z, batch_size))
-    return est, err, m
+    return _hutchinson_of(Z, run.apply(Z, _running(Z), last=True))
 
 
-def _xdiag(op, n, m, gen, batch_size):
+def _xdiag(op, n, m, gen, run):
     exact = "read the diagonal of op.to_dense()."
-    Om, Y, Q, R, Z, Sm = _xsketch(op, n, m, gen, batch_size, "xdiag", exact)
+    Om, Y, Q, R, Z, Sm = _xsketch(op, n, m, gen, run, "xdiag", exact, _running)
+    if run.stopped:  # the sketch vectors are Rademacher probes: a Hutchinson estimate
+        return _hutchinson_of(Om, Y, run.products)
     s = Om.shape[1]
     dQZ = (Q * Z).sum(dim=1)
     if Sm is None:  # rank(A) < s: Q spans range(A), so diag(Q Q^T A) is the diagonal itself
-        return dQZ, torch.zeros_like(dQZ), 2 * s
+        return dQZ, torch.zeros_like(dQZ), 2 * s, "xdiag"
     T = Z.T @ Om  # column i: Q^T A omega_i
     QS, ZS = Q @ Sm, Z @ Sm
     # leave-one-out estimate i: diag(Q_i Q_i^T A) + omega_i * ((I - Q_i Q_i^T) A omega_i),
@@ -52,7 +64,7 @@ def _xdiag(op, n, m, gen, batch_size):
         + Om * (QS * (Sm * T).sum(dim=0, keepdim=True))
     )
     est, err = _columns_mean_and_error(E)
-    return est, err, 2 * s
+    return est, err, 2 * s, "xdiag"
 
 
 @defers_checks
@@ -63,6 +75,8 @@ def diagonal(
     method: str = "hutchinson",
     seed: Seed = None,
     batch_size: int | None = None,
+    callback: Callback = None,
+    progress: Progress = False,
 ) -> DiagonalResult:
     r"""Estimate the diagonal of a symmetric operator from matrix-vector products.
 
@@ -91,6 +105,18 @@ def diagonal(
         Seed of the random vectors (int or :class:`torch.Generator`).
     batch_size
         Largest number of columns multiplied at once (default: all).
+    callback
+        ``None`` (default) or ``callback(iterate)``, called after every block of products
+        (``batch_size`` columns, or a whole phase of the method) with a
+        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` and
+        ``residual`` (the entry-wise standard error) as device tensors, the ones the result
+        would hold if stopped there, and after the last block the final estimate. Returning
+        ``True`` stops the estimator: the result has ``stopped=True`` and the estimate of the
+        products done (XDiag stopped before its sketch is complete returns the Hutchinson
+        estimate of its sketch vectors, with ``method="hutchinson"``).
+    progress
+        ``False`` (default): silent. ``True``: a progress bar on a terminal (products out of
+        the budget), plain lines in a log; or a callable ``progress(done, total, info)``.
 
     Returns
     -------
@@ -105,7 +131,14 @@ def diagonal(
     tensor([1., 2., 3., 4., 5.], dtype=torch.float64)
     """
     fn = {"hutchinson": _hutchinson, "xdiag": _xdiag}  # DIAGONAL_METHODS
-    est, err, used, used_seed = _run_estimator(op, fn, method, num_matvecs, seed, batch_size)
+    est, err, used, name, used_seed, stopped = _run_estimator(
+        op, fn, method, num_matvecs, seed, batch_size, callback, progress, "diagonal"
+    )
     return DiagonalResult(
-        estimate=est, std_error=err, num_matvecs=used, method=method, seed=used_seed
+        estimate=est,
+        std_error=err,
+        num_matvecs=used,
+        method=name,
+        seed=used_seed,
+        stopped=stopped,
     )

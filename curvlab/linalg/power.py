@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_nonneg
+from .._progress import Callback, Progress, check_callback, notify, progress_bar
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import (
@@ -35,6 +36,8 @@ def power_iteration(
     max_iter: int = 100,
     seed: Seed = None,
     criterion: str = "residual",
+    callback: Callback = None,
+    progress: Progress = False,
 ) -> EigenResult:
     r"""The ``k`` eigenvalues of largest magnitude by power iteration with deflation.
 
@@ -69,6 +72,17 @@ def power_iteration(
         ``"eigenvalue"``: stop when the Rayleigh quotient changes by at most ``tol``
         relatively between two steps, the rule of PyHessian (``tol=1e-3`` there); cheaper,
         but the error can be several times ``tol`` when the top eigenvalues are close.
+    callback
+        ``None`` (default) or ``callback(iterate)``, called after every product with a
+        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` the current
+        Rayleigh quotient and ``residual`` ``||A v - lambda v||`` of the deflated operator
+        (device tensors), ``info["pair"]`` the index of the eigenpair being iterated (from 0).
+        Returning ``True`` stops the iteration there: the result then holds the pairs reached
+        (the current one included, unconverged: possibly fewer than ``k``), with
+        ``converged=False`` and ``stopped=True``, and no :class:`~curvlab.ConvergenceWarning`.
+    progress
+        ``False`` (default): silent. ``True``: a progress bar on a terminal (products out of
+        ``k * max_iter``), plain lines in a log; or a callable ``progress(done, total, info)``.
 
     Returns
     -------
@@ -98,12 +112,20 @@ def power_iteration(
     tol = float(check_nonneg(tol, "tol", tensor_ok=True))
     if criterion not in _CRITERIA:
         raise ValueError(f"criterion must be one of {_CRITERIA}, got {criterion!r}.")
+    check_callback(callback)
+    gen, used_seed = make_generator(seed, op.device)
+    with progress_bar(progress, k * max_iter, "power_iteration", "products") as bar:
+        return _power(op, n, k, tol, max_iter, criterion, callback, bar, gen, used_seed)
+
+
+def _power(op, n, k, tol, max_iter, criterion, callback, bar, gen, used_seed) -> EigenResult:
+    """The iteration of :func:`power_iteration` (arguments checked)."""
     device, dtype = op.device, work_dtype(op.dtype)
-    gen, used_seed = make_generator(seed, device)
 
     vecs = torch.zeros((n, 0), dtype=dtype, device=device)
     prods = torch.zeros((n, 0), dtype=dtype, device=device)
     all_converged = True
+    stopped = False
     num_matvecs = 0
 
     def deflate(x: Tensor) -> Tensor:
@@ -113,7 +135,7 @@ def power_iteration(
             x = x - vecs @ (vecs.T @ x)
         return x
 
-    for _ in range(k):
+    for pair in range(k):
         v = deflate(gaussian((n,), gen, dtype, device))
         v = v / torch.linalg.vector_norm(v)
         lam_prev = None
@@ -124,8 +146,11 @@ def power_iteration(
             wd = deflate(w)  # the deflated operator's product (v is orthogonal to vecs)
             lam = torch.dot(v, w)
             wn = torch.linalg.vector_norm(wd)
+            residual = None
+            if criterion == "residual" or callback is not None:
+                residual = torch.linalg.vector_norm(wd - lam * v)
             if criterion == "residual":
-                conv = torch.linalg.vector_norm(wd - lam * v) <= tol * lam.abs()
+                conv = residual <= tol * lam.abs()
             elif lam_prev is not None:
                 conv = (lam - lam_prev).abs() <= tol * lam_prev.abs()
             else:
@@ -136,6 +161,10 @@ def power_iteration(
             )
             check_packet(op, bad, flag)
             converged = bool(stop)
+            bar.update(1)
+            if notify(callback, num_matvecs, num_matvecs, lam, residual, pair=pair):
+                stopped, converged = True, False
+                break
             if converged or _it == max_iter - 1:
                 break
             if null:  # v spans a null direction of the deflated operator
@@ -145,6 +174,8 @@ def power_iteration(
         all_converged &= converged
         vecs = torch.cat([vecs, v[:, None]], dim=1)
         prods = torch.cat([prods, w[:, None]], dim=1)
+        if stopped:
+            break
 
     # Rayleigh-Ritz on the span of the k vectors, from the products already done: it removes
     # the coupling that an inexact earlier eigenvector leaves in the later ones (no product).
@@ -166,7 +197,8 @@ def power_iteration(
         num_matvecs=num_matvecs,
         converged=all_converged,
         seed=used_seed,
+        stopped=stopped,
     )
-    if not all_converged and tol > 0:
+    if not all_converged and tol > 0 and not stopped:
         warn_unconverged("power_iteration", result, tol)
     return result

@@ -28,6 +28,26 @@ __all__ = [
 ]
 
 
+def _g(x, digits: int = 4) -> str:
+    """A number in ``digits`` significant digits (``nan`` for ``None``)."""
+    return f"{float('nan') if x is None else float(x):.{digits}g}"
+
+
+def _range(t: Tensor | None) -> str:
+    """``[min, max]`` of a tensor's finite entries in 4 significant digits."""
+    if t is None or t.numel() == 0:
+        return "[]"
+    t = t.detach().reshape(-1)
+    fin = t[torch.isfinite(t)]
+    if fin.numel() == 0:
+        return "[nan]"
+    return f"[{_g(fin.min())}, {_g(fin.max())}]"
+
+
+def _stopped(stopped: bool) -> str:
+    return ", stopped=True" if stopped else ""
+
+
 @dataclass(frozen=True, eq=False)
 class EigenResult:
     """Eigenpairs from :func:`~curvlab.eigsh` or :func:`~curvlab.power_iteration`.
@@ -53,6 +73,15 @@ class EigenResult:
     seed : int or None
         The integer seed that reproduces the random start (``None`` when no randomness was
         used).
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the solver early (``converged`` is then
+        ``False``).
+    eigenvalue_errors : Tensor or None
+        Shape ``(k,)``: error estimates of the eigenvalues (:func:`~curvlab.eigsh`:
+        ``residual^2 / gap`` where the residual is below half the gap to the nearest other
+        Ritz value, else the residual); ``None`` where not estimated.
+    criterion : str
+        The stopping rule ``converged`` refers to (``"eigenvalue"`` or ``"residual"``).
 
     Examples
     --------
@@ -70,13 +99,17 @@ class EigenResult:
     num_matvecs: int
     converged: bool
     seed: int | None
+    stopped: bool = False
+    eigenvalue_errors: Tensor | None = None
+    criterion: str = "residual"
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{v:.6g}" for v in self.eigenvalues.tolist())
         return (
             f"EigenResult(eigenvalues=[{vals}], max_residual="
             f"{self.residuals.max().item() if self.residuals.numel() else 0.0:.3g}, "
-            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed})"
+            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed}"
+            f"{_stopped(self.stopped)})"
         )
 
 
@@ -118,6 +151,14 @@ class LanczosResult:
     residual_norm: float
     num_matvecs: int
     seed: int | None
+
+    def __repr__(self) -> str:
+        basis = "None" if self.basis is None else "x".join(map(str, self.basis.shape))
+        return (
+            f"LanczosResult(num_iter={self.num_iter}, alpha in {_range(self.alpha)}, "
+            f"residual_norm={_g(self.residual_norm, 3)}, basis={basis}, "
+            f"num_matvecs={self.num_matvecs}, seed={self.seed})"
+        )
 
     @property
     def num_iter(self) -> int:
@@ -161,9 +202,13 @@ class TraceResult:
     num_matvecs : int
         Operator products used.
     method : str
-        ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"``.
+        ``"hutchinson"``, ``"hutch++"`` or ``"xtrace"``: the estimator of ``estimate``
+        (``"hutchinson"`` when a ``callback=`` stopped a sketching method before its sketch was
+        complete: see :func:`~curvlab.trace`).
     seed : int
         The integer seed that reproduces the estimate.
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the estimator before its budget was spent.
 
     Examples
     --------
@@ -180,6 +225,14 @@ class TraceResult:
     num_matvecs: int
     method: str
     seed: int | None
+    stopped: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"TraceResult(estimate={_g(self.estimate)}, std_error={_g(self.std_error, 3)}, "
+            f"num_matvecs={self.num_matvecs}, method={self.method!r}, seed={self.seed}"
+            f"{_stopped(self.stopped)})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -195,9 +248,12 @@ class DiagonalResult:
     num_matvecs : int
         Operator products used.
     method : str
-        ``"hutchinson"`` or ``"xdiag"``.
+        ``"hutchinson"`` or ``"xdiag"``: the estimator of ``estimate`` (``"hutchinson"`` when
+        a ``callback=`` stopped XDiag before its sketch was complete).
     seed : int
         The integer seed that reproduces the estimate.
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the estimator before its budget was spent.
 
     Examples
     --------
@@ -214,6 +270,20 @@ class DiagonalResult:
     num_matvecs: int
     method: str
     seed: int | None
+    stopped: bool = False
+
+    def __repr__(self) -> str:
+        est = self.estimate.detach()
+        n = est.numel()
+        se = ""
+        if self.std_error is not None and self.std_error.numel():
+            se = f", mean std_error={_g(self.std_error.detach().double().mean(), 3)}"
+        mean = _g(est.double().mean()) if n else "nan"
+        return (
+            f"DiagonalResult(n={n}, estimate in {_range(est)}, mean={mean}{se}, "
+            f"num_matvecs={self.num_matvecs}, method={self.method!r}, seed={self.seed}"
+            f"{_stopped(self.stopped)})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,6 +326,14 @@ class SpectralGap:
     num_matvecs: int
     converged: bool = True
     seed: int | None = None
+
+    def __repr__(self) -> str:
+        res = _g(self.residuals.max(), 3) if self.residuals.numel() else "nan"
+        return (
+            f"SpectralGap(lambda1={self.lambda1:.6g}, lambda2={self.lambda2:.6g}, "
+            f"ratio={_g(self.ratio)}, difference={_g(self.difference)}, max_residual={res}, "
+            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed})"
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,8 +379,18 @@ class SpectralDensity:
     seed: int | None
     dim: int | None = None
 
+    def __repr__(self) -> str:
+        m = self.nodes.shape[1] if self.nodes.dim() == 2 else self.nodes.numel()
+        live = self.nodes[self.weights > 0] if self.nodes.shape == self.weights.shape else None
+        return (
+            f"SpectralDensity(num_probes={self.num_probes}, nodes per probe={m}, support "
+            f"{_range(live if live is not None else self.nodes)}, dim={self.dim}, "
+            f"num_matvecs={self.num_matvecs}, seed={self.seed})"
+        )
+
     @property
     def num_probes(self) -> int:
+        """Number of probe vectors (rows of ``nodes``)."""
         return int(self.nodes.shape[0])
 
     def moment(self, p: int) -> float:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_nonneg, check_positive
+from .._progress import Callback, Progress, check_callback, notify, progress_bar
 from ._protocol import OperatorLike
 from ._utils import defers_checks
 
@@ -31,6 +32,9 @@ class CGResult:
     indefinite : bool
         CG met a direction of non-positive curvature ``p^T (A + damping I) p <= 0`` and stopped
         there; ``x`` is then the last iterate before that direction (not a solution).
+    stopped : bool
+        ``True`` when a ``callback=`` stopped CG early (``converged`` then says whether the
+        residual had reached the tolerance anyway).
 
     Examples
     --------
@@ -47,6 +51,14 @@ class CGResult:
     residual_norm: float
     converged: bool
     indefinite: bool
+    stopped: bool = False
+
+    def __repr__(self) -> str:
+        return (
+            f"CGResult(x={list(self.x.shape)}, num_iter={self.num_iter}, "
+            f"residual_norm={self.residual_norm:.3g}, converged={self.converged}, "
+            f"indefinite={self.indefinite}" + (", stopped=True)" if self.stopped else ")")
+        )
 
 
 @defers_checks
@@ -58,6 +70,8 @@ def cg(
     tol: float = 1e-8,
     max_iter: int | None = None,
     x0: Tensor | None = None,
+    callback: Callback = None,
+    progress: Progress = False,
 ) -> CGResult:
     r"""Solve :math:`(A + \text{damping}\, I) x = b` by conjugate gradients.
 
@@ -80,6 +94,14 @@ def cg(
         Iteration cap (default ``n``, at most 10 n for safety).
     x0
         Starting point (default zero).
+    callback
+        ``None`` (default) or ``callback(iterate)``, called after every iteration with a
+        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` the current
+        iterate ``x`` and ``residual`` the recursive residual norm (device tensors). Returning
+        ``True`` stops CG there; the result then has ``stopped=True``.
+    progress
+        ``False`` (default): silent. ``True``: a progress bar on a terminal (iterations out
+        of ``max_iter``), plain lines in a log; or a callable ``progress(done, total, info)``.
 
     Returns
     -------
@@ -107,6 +129,7 @@ def cg(
     max_iter = n if max_iter is None else check_int(max_iter, "max_iter")
     if not torch.isfinite(b).all():
         raise ValueError("b has NaN or Inf entries.")
+    check_callback(callback)
 
     def apply(v):
         out = op @ v
@@ -121,31 +144,47 @@ def cg(
     threshold = tol * b_norm
     p = r.clone()
     rr = r @ r
-    indefinite = False
-    if float(torch.sqrt(rr)) > float(threshold):
-        for _ in range(max_iter):
-            Ap = apply(p)
-            num_iter += 1
-            pAp = p @ Ap
-            alpha = rr / pAp
-            x_new = x + alpha * p
-            r_new = r - alpha * Ap
-            rr_new = r_new @ r_new
-            # the iteration's one transfer: non-finite, non-positive curvature, converged
-            flag = getattr(op, "nonfinite_flag", None)
-            flag = flag if isinstance(flag, Tensor) else torch.zeros((), dtype=torch.bool)
-            decisions = [~torch.isfinite(pAp), pAp <= 0, torch.sqrt(rr_new) <= threshold]
-            bad, neg, conv, flagged = torch.stack([*decisions, flag.to(pAp.device)]).tolist()
-            if flagged and callable(getattr(op, "raise_nonfinite", None)):
-                op.raise_nonfinite()
-            if bad or flagged:
-                raise ValueError("the operator returned NaN or Inf during CG.")
-            if neg:
-                indefinite = True
-                break
-            p = r_new + (rr_new / rr) * p
-            x, r, rr = x_new, r_new, rr_new
-            if conv:
-                break
+    indefinite = stopped = False
+    with progress_bar(progress, max_iter, "cg", "products") as bar:
+        if float(torch.sqrt(rr)) > float(threshold):
+            x, r, rr, num_iter, indefinite, stopped = _iterate(
+                op, apply, x, r, p, rr, threshold, max_iter, num_iter, callback, bar
+            )
     res = float(torch.sqrt(rr))
-    return CGResult(x, num_iter, res, (not indefinite) and res <= float(threshold), indefinite)
+    return CGResult(
+        x, num_iter, res, (not indefinite) and res <= float(threshold), indefinite, stopped
+    )
+
+
+def _iterate(op, apply, x, r, p, rr, threshold, max_iter, num_iter, callback, bar):
+    """The CG loop of :func:`cg`; returns ``(x, r, rr, num_iter, indefinite, stopped)``."""
+    indefinite = stopped = False
+    for it in range(max_iter):
+        Ap = apply(p)
+        num_iter += 1
+        pAp = p @ Ap
+        alpha = rr / pAp
+        x_new = x + alpha * p
+        r_new = r - alpha * Ap
+        rr_new = r_new @ r_new
+        # the iteration's one transfer: non-finite, non-positive curvature, converged
+        flag = getattr(op, "nonfinite_flag", None)
+        flag = flag if isinstance(flag, Tensor) else torch.zeros((), dtype=torch.bool)
+        decisions = [~torch.isfinite(pAp), pAp <= 0, torch.sqrt(rr_new) <= threshold]
+        bad, neg, conv, flagged = torch.stack([*decisions, flag.to(pAp.device)]).tolist()
+        if flagged and callable(getattr(op, "raise_nonfinite", None)):
+            op.raise_nonfinite()
+        if bad or flagged:
+            raise ValueError("the operator returned NaN or Inf during CG.")
+        if neg:
+            indefinite = True
+            break
+        p = r_new + (rr_new / rr) * p
+        x, r, rr = x_new, r_new, rr_new
+        bar.update(1)
+        if notify(callback, it + 1, num_iter, x, torch.sqrt(rr)):
+            stopped = not conv
+            break
+        if conv:
+            break
+    return x, r, rr, num_iter, indefinite, stopped
