@@ -108,7 +108,7 @@ def diagonal(
     callback
         ``None`` (default) or ``callback(iterate)``, called after every block of products
         (``batch_size`` columns, or a whole phase of the method) with a
-        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` and
+        :class:`curvlab.Iterate`: ``products`` so far, ``estimate`` and
         ``residual`` (the entry-wise standard error) as device tensors, the ones the result
         would hold if stopped there, and after the last block the final estimate. Returning
         ``True`` stops the estimator: the result has ``stopped=True`` and the estimate of the

@@ -74,7 +74,7 @@ def power_iteration(
         but the error can be several times ``tol`` when the top eigenvalues are close.
     callback
         ``None`` (default) or ``callback(iterate)``, called after every product with a
-        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` the current
+        :class:`curvlab.Iterate`: ``products`` so far, ``estimate`` the current
         Rayleigh quotient and ``residual`` ``||A v - lambda v||`` of the deflated operator
         (device tensors), ``info["pair"]`` the index of the eigenpair being iterated (from 0).
         Returning ``True`` stops the iteration there: the result then holds the pairs reached

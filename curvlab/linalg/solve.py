@@ -96,7 +96,7 @@ def cg(
         Starting point (default zero).
     callback
         ``None`` (default) or ``callback(iterate)``, called after every iteration with a
-        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` the current
+        :class:`curvlab.Iterate`: ``products`` so far, ``estimate`` the current
         iterate ``x`` and ``residual`` the recursive residual norm (device tensors). Returning
         ``True`` stops CG there; the result then has ``stopped=True``.
     progress

@@ -65,7 +65,11 @@ class _Run:
         if self.callback is not None:
 
             def as_t(x):
-                return x if isinstance(x, Tensor) or x is None else torch.tensor(x).double()
+                return (
+                    x
+                    if isinstance(x, Tensor) or x is None
+                    else torch.tensor(x, dtype=torch.float64)
+                )
 
             notify(self.callback, self.iteration, self.products, as_t(estimate), as_t(error))
 
@@ -286,7 +290,7 @@ def trace(
     callback
         ``None`` (default) or ``callback(iterate)``, called after every block of products
         (``batch_size`` columns, or a whole phase of the method) with a
-        :class:`curvlab._progress.Iterate`: ``products`` so far, ``estimate`` and
+        :class:`curvlab.Iterate`: ``products`` so far, ``estimate`` and
         ``residual`` (the standard error) as device tensors, the ones the result would hold
         if stopped there, and after the last block the final estimate. Returning ``True``
         stops the estimator: the result has ``stopped=True`` and the estimate of the
