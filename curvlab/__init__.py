@@ -1,7 +1,21 @@
 """curvlab: the curvature of neural-network losses, on PyTorch."""
 
-from . import fourier, func, landscape, optim, params, plot, problems, risk, track
+from . import (
+    fourier,
+    func,
+    landscape,
+    linalg,
+    operators,
+    optim,
+    params,
+    plot,
+    problems,
+    risk,
+    track,
+)
 from ._distributed import RemoteRankError
+from ._progress import Iterate
+from ._public import public_dir
 from .linalg import *  # noqa: F403
 from .linalg import __all__ as _linalg_all
 from .operators import *  # noqa: F403
@@ -12,6 +26,8 @@ from .risk import EmpiricalRisk
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "linalg",
+    "operators",
     "func",
     "optim",
     "params",
@@ -23,6 +39,7 @@ __all__ = [
     "track",
     "EmpiricalRisk",
     "RemoteRankError",
+    "Iterate",
     "flatten",
     "unflatten",
     "select_params",
@@ -30,3 +47,5 @@ __all__ = [
     *_operators_all,
     *_linalg_all,
 ]
+
+__dir__ = public_dir(globals())

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_int, check_positive
+from ._public import public_dir
 from .risk import check_output, predict
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "SpectralBiasTracker",
     "SpectralBiasResult",
 ]
+
+__dir__ = public_dir(globals())
 
 
 # -- helpers -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from ._checks import check_positive
+from ._public import public_dir
 
 __all__ = [
     "density",
@@ -35,6 +36,8 @@ __all__ = [
     "training_curves",
     "curvature_history",
 ]
+
+__dir__ = public_dir(globals())
 
 
 def _np(x) -> np.ndarray:

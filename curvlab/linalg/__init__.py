@@ -7,6 +7,7 @@ operator's device and returns a frozen result dataclass. An operator is anything
 satisfies :class:`OperatorLike` (``shape``, ``dtype``, ``device`` and ``@``).
 """
 
+from .._public import public_dir
 from ._protocol import OperatorLike
 from ._utils import ConvergenceWarning
 from .density import spectral_density
@@ -44,3 +45,5 @@ __all__ = [
     "LanczosResult",
     "CGResult",
 ]
+
+__dir__ = public_dir(globals())

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .._progress import Callback, Progress
+from .._public import public_dir
 from .._random import Seed
 from ._protocol import OperatorLike
 from ._utils import defers_checks, rademacher
@@ -15,6 +16,8 @@ from .results import DiagonalResult
 from .trace import _run_estimator, _xsketch
 
 __all__ = ["diagonal", "DIAGONAL_METHODS"]
+
+__dir__ = public_dir(globals())
 
 #: Methods of :func:`diagonal`.
 DIAGONAL_METHODS = ("hutchinson", "xdiag")

@@ -7,6 +7,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_nonneg
 from .._progress import Callback, Progress, check_callback, notify, progress_bar
+from .._public import public_dir
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import (
@@ -23,6 +24,8 @@ from ._utils import (
 from .results import EigenResult
 
 __all__ = ["power_iteration"]
+
+__dir__ = public_dir(globals())
 
 _CRITERIA = ("residual", "eigenvalue")
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_positive
+from .._public import public_dir
 from .solve import CGResult
 
 __all__ = [
@@ -26,6 +27,8 @@ __all__ = [
     "SpectralGap",
     "CGResult",
 ]
+
+__dir__ = public_dir(globals())
 
 
 def _g(x, digits: int = 4) -> str:

@@ -9,10 +9,13 @@ from torch import Tensor
 
 from .._checks import check_int, check_nonneg, check_positive
 from .._progress import Callback, Progress, check_callback, notify, progress_bar
+from .._public import public_dir
 from ._protocol import OperatorLike
 from ._utils import defers_checks
 
 __all__ = ["cg", "CGResult"]
+
+__dir__ = public_dir(globals())
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,15 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._progress import Callback, Progress, check_callback, notify, progress_bar
+from .._public import public_dir
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import check_finite_end, check_operator, defers_checks, matmul, rademacher
 from .results import TraceResult
 
 __all__ = ["trace", "TRACE_METHODS"]
+
+__dir__ = public_dir(globals())
 
 #: Methods of :func:`trace`.
 TRACE_METHODS = ("hutch++", "hutchinson", "xtrace")

@@ -1,5 +1,6 @@
 """Linear operators for the curvature of an empirical risk."""
 
+from .._public import public_dir
 from .base import CurvatureOperator, IdentityOperator, ScaledOperator, SumOperator
 from .dense import DenseOperator
 from .empirical import EmpiricalRiskOperator
@@ -18,3 +19,5 @@ __all__ = [
     "GGNOperator",
     "EmpiricalFisherOperator",
 ]
+
+__dir__ = public_dir(globals())

@@ -9,6 +9,7 @@ double-backward graph only on the steps that take Hessian-vector products), writ
 (curvlab's, torch's, a :class:`BlockOptimizer`) with such a closure.
 """
 
+from .._public import public_dir
 from ._base import CurvatureOptimizer
 from ._closure import ClosureError, LegacyStepWarning, NoGradientWarning, step
 from ._context import StepContext
@@ -41,3 +42,5 @@ __all__ = [
     "LegacyStepWarning",
     "NoGradientWarning",
 ]
+
+__dir__ = public_dir(globals())

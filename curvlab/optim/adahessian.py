@@ -8,11 +8,14 @@ import torch
 from torch import Tensor
 
 from .._checks import check_betas, check_int, check_nonneg, check_real
+from .._public import public_dir
 from .._random import rademacher_like
 from ._base import CurvatureOptimizer
 from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["AdaHessian"]
+
+__dir__ = public_dir(globals())
 
 
 def spatial_average(d: Tensor) -> Tensor:

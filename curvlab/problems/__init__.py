@@ -13,6 +13,7 @@ global RNG is left untouched (torch's default initializers run under a saved and
 seeded global state).
 """
 
+from .._public import public_dir
 from .attention import SelfAttention, attention_regression
 from .classification import CLASSIFIERS, image_classification
 from .digits import digits
@@ -60,3 +61,5 @@ __all__ = [
     "SelfAttention",
     "MatrixFactorization",
 ]
+
+__dir__ = public_dir(globals())
