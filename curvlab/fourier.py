@@ -365,11 +365,11 @@ class ProjectionError:
     coordinates: Tensor
 
     def __repr__(self) -> str:
-        pairs = ", ".join(
-            f"{int(f) if float(f).is_integer() else float(f):g}: {float(e):.4g}"
-            for f, e in zip(self.freqs.tolist(), self.error.tolist())
-        )
-        return f"ProjectionError({{{pairs}}}, N={self.coordinates.numel()})"
+        shown = 8  # a few frequencies in full, then the count (the repr stays one short line)
+        freqs, errors = self.freqs.reshape(-1).tolist(), self.error.reshape(-1).tolist()
+        pairs = ", ".join(f"{float(f):g}: {float(e):.4g}" for f, e in zip(freqs[:shown], errors))
+        more = f", ... ({len(freqs)} frequencies)" if len(freqs) > shown else ""
+        return f"ProjectionError({{{pairs}{more}}}, N={self.coordinates.numel()})"
 
 
 def first_principal_component(X: Tensor) -> Tensor:
