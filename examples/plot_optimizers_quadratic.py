@@ -129,27 +129,66 @@ for problem, (f, x0) in problems.items():
 # %%
 # Loss against steps and against cost
 # ------------------------------------
-# The minimum of both functions is 0, so the y-axis is the suboptimality on a log scale
-# (clipped at :math:`10^{-16}`); the cost axis is logarithmic too, since the methods' costs
-# per step differ by two orders of magnitude.
+# Twelve curves in one panel cannot be told apart, so each figure has one column per family:
+# the diagonal methods, the step-size family of study B and the Newton-type methods, each
+# drawn against the same two first-order baselines (SGD and Adam, grey and dashed). The
+# minimum of both functions is 0, so the y-axis is the suboptimality on a log scale (clipped
+# at :math:`10^{-16}`). The first figure counts steps; the second counts cost, on a
+# logarithmic axis since the methods' costs per step differ by two orders of magnitude.
 
-fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), sharey="row")
-colors = plt.cm.tab20(np.linspace(0, 1, len(names)))
-for row, problem in enumerate(problems):
-    for color, name in zip(colors, names):
-        losses, costs = results[problem, name]
-        losses = np.clip(np.nan_to_num(losses, nan=1e10), 1e-16, 1e10)
-        if name in ("SGD", "Adam"):
-            color, style = ("black" if name == "SGD" else "0.55"), "--"
-        else:
-            style = "-"
-        axes[row, 0].semilogy(losses, style, color=color, label=name)
-        axes[row, 1].loglog(costs[1:], losses[1:], style, color=color, label=name)
-    axes[row, 0].set_ylabel(f"{problem}\nf(x) - f*")
-    axes[row, 0].set_xlabel("step")
-    axes[row, 1].set_xlabel("gradient equivalents (HVP = 2, loss-only evaluation = 0.5)")
-axes[0, 1].legend(fontsize=7, ncol=2)
-fig.tight_layout()
+families = {
+    "diagonal curvature": ["AdaHessian", "Sophia-H", "Apollo"],
+    "step-size family (study B)": ["SSDH", "SADH", "SSVP"],
+    "Newton-type": ["SCRN (GD subsolver)", "SCRN (Lanczos)", "DampedNewton (gradreg)", "NewtonCG"],
+}
+baselines = {"SGD": "0.2", "Adam": "0.6"}
+palette = plt.get_cmap("tab10").colors  # one palette: the i-th method of a family is colour i
+
+
+def draw(per_cost: bool):
+    fig, axes = plt.subplots(2, 3, figsize=(11, 7.5), sharey="row", sharex=not per_cost)
+    for row, problem in enumerate(problems):
+        for col, (family, members) in enumerate(families.items()):
+            ax = axes[row, col]
+            curves = [(m, palette[i], "-", 1.8) for i, m in enumerate(members)]
+            curves += [(m, c, "--", 1.2) for m, c in baselines.items()]
+            for name, color, style, width in curves:
+                losses, costs = results[problem, name]
+                losses = np.clip(np.nan_to_num(losses, nan=1e10), 1e-16, 1e10)
+                x = costs[1:] if per_cost else np.arange(1, len(losses))
+                ax.plot(x, losses[1:], style, color=color, lw=width, label=name)
+            ax.set_yscale("log")
+            if per_cost:
+                ax.set_xscale("log")
+            if row == 0:
+                ax.set_title(family, fontsize=10)
+            if col == 0:
+                ax.set_ylabel(f"{problem}\nf(x) - f*")
+            if row == 1:
+                ax.set_xlabel("gradient equivalents" if per_cost else "step")
+                # the legend below the panels, outside the data
+                ax.legend(
+                    loc="upper center",
+                    bbox_to_anchor=(0.5, -0.2),
+                    fontsize=8,
+                    ncol=2,
+                    frameon=False,
+                )
+    if per_cost:
+        fig.suptitle(
+            "cost: one gradient = 1, a Hessian-vector product = 2, a loss-only evaluation = 0.5",
+            fontsize=9,
+        )
+    fig.tight_layout()
+    return fig
+
+
+draw(per_cost=False)
+
+# %%
+# The same runs against their cost.
+
+draw(per_cost=True)
 
 # %%
 # What the figure shows
