@@ -10,7 +10,7 @@ VISION_VENV ?= .venv-vision
 VISION_PY := $(VISION_VENV)/bin/python
 VISION_STAMP := $(VISION_VENV)/.installed
 
-.PHONY: setup test test-vision docs lint bench clean
+.PHONY: setup test test-vision docs docs-check lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,12 @@ test-vision: $(VISION_STAMP)
 
 docs: $(STAMP)
 	$(MAKE) -C docs html PYTHON=$(abspath $(PY))
+
+# the built site in headless Chromium at 1400 px: content-column overflow, broken images,
+# console errors, assets loaded from the network (needs chromium and chromium-driver;
+# SCREENSHOTS=DIR saves a full-page PNG of each page opened)
+docs-check: $(STAMP)
+	$(PY) docs/check_site.py $(if $(SCREENSHOTS),--screenshots $(SCREENSHOTS),)
 
 lint: $(STAMP)
 	$(PY) -m ruff check curvlab tests tests_vision examples benchmarks

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# build-time helpers of the site (gallery style, the index page's example)
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 import curvlab  # noqa: E402
 
@@ -23,10 +25,14 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # a packaged MathJax copied into _static/mathjax: math renders without a network
+    "sphinx-mathjax-offline",
     "sphinx.ext.intersphinx",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
+    # Markdown sources: the changelog page includes CHANGELOG.md
+    "myst_parser",
 ]
 
 autosummary_generate = True
@@ -64,12 +70,23 @@ intersphinx_mapping = {
 if not os.environ.get("CURVLAB_INTERSPHINX"):
     intersphinx_mapping = {}
 
+REPOSITORY = "https://github.com/curvlab/curvlab"  # pyproject.toml [project.urls]
+
 html_theme = "pydata_sphinx_theme"
 html_title = "curvlab"
 html_static_path = ["_static"]
+# wider gallery pages, code and printed output that scroll inside the column, wide tables
+html_css_files = ["curvlab.css"]
+# a stated default colour mode: without one the theme logs a console error on a first visit
+html_context = {"default_mode": "auto"}
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
+    "header_links_before_dropdown": 6,
+    # the source repository in the header (the theme's icon, no external script)
+    "icon_links": [
+        {"name": "Source repository", "url": REPOSITORY, "icon": "fa-brands fa-github"},
+    ],
 }
 
 warnings.filterwarnings("ignore", category=UserWarning, message="Matplotlib is currently using agg")
@@ -85,6 +102,17 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "show_memory": False,
     "plot_gallery": "True",
-    "reset_modules": ("matplotlib",),
+    # matplotlib's defaults, then the gallery's one figure style (palette, light grid)
+    "reset_modules": ("matplotlib", "curvlab_site.gallery_style"),
     "min_reported_time": 1,
+    # the computation-times pages load jQuery and DataTables from CDNs (the site is offline)
+    "write_computation_times": False,
 }
+
+
+def setup(app):
+    """Run the index page's example before the sources are read (its output and figure are
+    included by index.rst, so they always match the code shown)."""
+    from curvlab_site import run_index_example
+
+    app.connect("builder-inited", run_index_example)
