@@ -157,7 +157,9 @@ def landscape_1d(
         An object with ``coords`` and ``loss`` (and ``metrics`` for ``metrics=``).
     metrics
         ``True`` for every metric of the result, or a list of names: drawn on a twin y-axis
-        (dashed).
+        (dashed), each in its own colour (the next ones of the colour cycle after the loss's).
+        The y-axis labels are coloured like their curves (the right one when it shows one
+        metric) and a legend of all curves sits above the Axes, outside the data.
     ax
         Axes to draw on (draw several results on one Axes to compare them).
     label
@@ -190,7 +192,7 @@ def landscape_1d(
             f"{y.shape}; use landscape_contour for a surface."
         )
     ax = _axes(ax)
-    ax.plot(x, y, label=label if label is not None else "loss", **kwargs)
+    (loss_line,) = ax.plot(x, y, label=label if label is not None else "loss", **kwargs)
     ax.set_xlabel("coordinate along the direction")
     ax.set_ylabel("loss")
     if logy:
@@ -203,12 +205,41 @@ def landscape_1d(
         if unknown:
             raise ValueError(f"metrics {unknown} are not in the result ({list(available)}).")
     if names:
+        import matplotlib as mpl
+        import matplotlib.colors as mcolors
+
         right = ax.twinx()
-        for n in names:
-            right.plot(x, _np(available[n]), linestyle="--", label=n)
+        loss_color = loss_line.get_color()
+        cycle = [c["color"] for c in mpl.rcParams["axes.prop_cycle"]]
+        others = [c for c in cycle if not _same_color(mcolors, c, loss_color)]
+        lines = [loss_line]
+        for i, n in enumerate(names):
+            color = others[i % len(others)] if others else None
+            lines += right.plot(x, _np(available[n]), linestyle="--", color=color, label=n)
         right.set_ylabel(", ".join(names))
+        ax.yaxis.label.set_color(loss_color)
+        ax.tick_params(axis="y", colors=loss_color)
+        if len(names) == 1:
+            right.yaxis.label.set_color(lines[1].get_color())
+            right.tick_params(axis="y", colors=lines[1].get_color())
+        ax.legend(
+            lines,
+            [ln.get_label() for ln in lines],
+            loc="lower center",
+            bbox_to_anchor=(0.5, 1.0),
+            ncol=min(len(lines), 4),
+            frameon=False,
+            fontsize="small",
+        )
         ax.right_ax = right
     return ax
+
+
+def _same_color(mcolors, a, b) -> bool:
+    try:
+        return mcolors.to_rgba(a) == mcolors.to_rgba(b)
+    except ValueError:
+        return False
 
 
 def _surface_arrays(result, log: bool):

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.colors import to_rgba  # noqa: E402
 from torch import nn  # noqa: E402
 
 import curvlab.fourier as fr  # noqa: E402
@@ -74,9 +75,12 @@ def test_density_log_scale_grid_and_sigma():
 def test_density_accepts_spectral_density_result():
     from curvlab.linalg.results import SpectralDensity
 
-    sd = SpectralDensity(nodes=torch.tensor([[0.0, 2.0]], dtype=torch.float64),
-                         weights=torch.tensor([[0.25, 0.75]], dtype=torch.float64),
-                         num_matvecs=2, seed=0)
+    sd = SpectralDensity(
+        nodes=torch.tensor([[0.0, 2.0]], dtype=torch.float64),
+        weights=torch.tensor([[0.25, 0.75]], dtype=torch.float64),
+        num_matvecs=2,
+        seed=0,
+    )
     ax = cp.density(sd)
     x, y = ax.lines[0].get_data()
     # the two peaks hold 1/4 and 3/4 of the mass
@@ -97,6 +101,19 @@ def test_landscape_1d_with_metrics():
     np.testing.assert_allclose(ax.lines[0].get_ydata(), res.loss.numpy())
     ax2 = cp.landscape_1d(res, metrics=True, logy=True)
     assert len(ax2.lines) == 1 and len(ax2.right_ax.lines) == 1
+    # two axes, two colours, each axis label in its curve's colour, and a legend of both
+    loss_c, mae_c = ax2.lines[0].get_color(), ax2.right_ax.lines[0].get_color()
+    assert to_rgba(loss_c) != to_rgba(mae_c)
+    assert to_rgba(ax2.yaxis.label.get_color()) == to_rgba(loss_c)
+    assert to_rgba(ax2.right_ax.yaxis.label.get_color()) == to_rgba(mae_c)
+    legend = ax2.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["loss", "mae"]
+    two = {"mae": res.metrics["mae"], "max": res.metrics["mae"] * 2}
+    ax3 = cp.landscape_1d(
+        SimpleNamespace(coords=res.coords, loss=res.loss, metrics=two), metrics=True, color="C1"
+    )
+    colors = [to_rgba(ln.get_color()) for ln in ax3.lines + ax3.right_ax.lines]
+    assert len(set(colors)) == 3  # the loss's C1 is not reused by a metric
     cp.landscape_1d(res, ax=ax, label="again")
     assert len(ax.lines) == 2
     with pytest.raises(ValueError, match="not in the result"):
@@ -131,9 +148,16 @@ def bias_results(seeds=3, T=6, freqs=(5, 10, 20)):
     for s in range(seeds):
         g = torch.Generator().manual_seed(s)
         vals = torch.rand(T, len(freqs), generator=g, dtype=torch.float64)
-        out.append(fr.SpectralBiasResult(steps=torch.arange(0, 10 * T, 10),
-                                         freqs=torch.tensor(freqs), values=vals,
-                                         metric="amplitude", mse=torch.zeros(T), every=10))
+        out.append(
+            fr.SpectralBiasResult(
+                steps=torch.arange(0, 10 * T, 10),
+                freqs=torch.tensor(freqs),
+                values=vals,
+                metric="amplitude",
+                mse=torch.zeros(T),
+                every=10,
+            )
+        )
     return out
 
 
@@ -169,9 +193,11 @@ def test_frequency_curves_mean_and_band():
 
 
 def test_training_curves():
-    ax = cp.training_curves({"SGD": [1.0, 0.5, 0.25], "Adam": np.array([[1, 0.4, 0.2],
-                                                                         [0.8, 0.3, 0.1]])},
-                            steps=[0, 10, 20], logy=True)
+    ax = cp.training_curves(
+        {"SGD": [1.0, 0.5, 0.25], "Adam": np.array([[1, 0.4, 0.2], [0.8, 0.3, 0.1]])},
+        steps=[0, 10, 20],
+        logy=True,
+    )
     assert len(ax.lines) == 2 and len(ax.collections) == 1
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [0.9, 0.35, 0.15])
     np.testing.assert_allclose(ax.lines[1].get_xdata(), [0, 10, 20])
