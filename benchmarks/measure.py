@@ -21,6 +21,7 @@ __all__ = [
     "machine_info",
     "versions",
     "relative_error",
+    "flop_count",
     "PACKAGES",
 ]
 
@@ -91,6 +92,21 @@ class Timer:
             for name, fn in fns.items():
                 times[name].append(self.once(fn)[0])
         return {name: statistics.median(t) for name, t in times.items()}
+
+
+def flop_count(fn: Callable[[], object]) -> int | None:
+    """Matrix-multiply, convolution and attention FLOPs of one call of ``fn``, forward and
+    backward, as ``torch.utils.flop_counter.FlopCounterMode`` counts them (elementwise
+    operations are not counted: this is the floor of the dense work). ``None`` where the
+    counter is unavailable."""
+    try:
+        from torch.utils.flop_counter import FlopCounterMode
+    except ImportError:
+        return None
+    with FlopCounterMode(display=False) as counter:
+        out = fn()
+        del out
+    return int(counter.get_total_flops())
 
 
 # ------------------------------------------------------------------------------------------

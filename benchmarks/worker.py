@@ -99,6 +99,9 @@ def main(argv=None) -> None:
             args.state,
             k=int(config.get("top_k", 10)),
             max_exact_n=int(config.get("max_exact_n", 30_000)),
+            oracle_k=[int(x) for x in config.get("oracle_k", [])],
+            target=float(config.get("target_error", 1e-4)),
+            seeds=range(int(config.get("seeds", 5))),
         )
         rec["wall_seconds"] = time.perf_counter() - t0
     else:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..measure import Timer, relative_error
+from ..measure import Timer, flop_count, relative_error
 from ..workloads import Workload
 
 __all__ = ["ADAPTERS", "Context", "load", "available"]
@@ -61,6 +61,7 @@ class Context:
     G: float
     reference: dict | None = None
     notes: list[str] = field(default_factory=list)
+    gradient_flops: int | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -89,6 +90,20 @@ class Context:
     def G_ratio(self, seconds: float) -> float:
         """``seconds`` over the G measured when the process started."""
         return seconds / self.G
+
+    def flop_G(self, fn: Callable[[], object]) -> float | None:
+        """The FLOP floor of ``fn`` in G: its matmul/conv FLOPs over one full-data
+        gradient's (``torch.utils.flop_counter``; one untimed call each)."""
+        from ..workloads import gradient
+
+        if self.gradient_flops is None:
+            self.gradient_flops = flop_count(lambda: gradient(self.workload))
+        g, f = self.gradient_flops, flop_count(fn)
+        return f / g if g and f is not None else None
+
+    def cost(self, fn: Callable[[], object]) -> dict:
+        """``{"G": measured cost in G, "flop_G": FLOP floor in G}`` of one call of ``fn``."""
+        return {"G": self.in_G(fn), "flop_G": self.flop_G(fn)}
 
     def _G_samples(self, n: int) -> list[float]:
         from ..workloads import gradient
@@ -123,37 +138,59 @@ class Context:
             return float("inf")
         return max(relative_error(e, r) for e, r in zip(est, ref))
 
-    def eig_run(
-        self, label: str, k: int, fn: Callable[[], tuple[list[float], int]], *, default=False
-    ) -> dict:
-        """Time ``fn`` (which returns eigenvalues and its number of products) and score it."""
-        repeats = int(self.config.get("solver_repeats", 1))
-        ratios, vals, mv = [], None, None
-        for _ in range(repeats):
-            r, (vals, mv) = self.once(fn)
-            ratios.append(r)
-        err = self.eig_error(vals, k)
-        target = float(self.config.get("target_error", 1e-4))
-        return {
-            "label": label,
-            "default": default,
-            "G": statistics.median(ratios),
-            "matvecs": mv,
-            "error": err,
-            "reached": err is not None and err <= target,
-            "eigenvalues": sorted((float(x) for x in vals), reverse=True)[:k],
-        }
+    def seeds(self) -> list[int]:
+        """The seeds every eigenvalue setting runs over (``seeds``, 5 by default)."""
+        return list(range(int(self.config.get("seeds", 5))))
 
-    def ladder(self, k: int, entries: list[tuple[str, bool, Callable]]) -> dict:
-        """Run ``(label, is_default, fn)`` entries (cheapest first) until one reaches the
-        target error; defaults always run. Stops after ``ladder_budget_G`` units of G.
-        Reports the fastest run that reached the target."""
+    def eig_run(
+        self, label: str, k: int, fn: Callable[[int], tuple[list[float], int]], *, default=False
+    ) -> dict:
+        """Run ``fn(seed)`` (which returns eigenvalues and its number of products) once per
+        seed, time each run in G and score it. Reports the median and the range over the
+        seeds; the setting ``reached`` the target when every seed's error is within it."""
+        target = float(self.config.get("target_error", 1e-4))
+        per_seed = []
+        for seed in self.seeds():
+            r, (vals, mv) = self.once(lambda seed=seed: fn(seed))
+            err = self.eig_error(vals, k)
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "G": r,
+                    "matvecs": mv,
+                    "error": err,
+                    "eigenvalues": sorted((float(x) for x in vals), reverse=True)[:k],
+                }
+            )
+        errs = [p["error"] for p in per_seed]
+        known = None not in errs
+        out = {"label": label, "default": default, "seeds": per_seed}
+        for key, vals in (
+            ("G", [p["G"] for p in per_seed]),
+            ("matvecs", [p["matvecs"] for p in per_seed]),
+        ):
+            vals = [v for v in vals if v is not None]
+            out[key] = statistics.median(vals) if vals else None
+            out[f"{key}_range"] = [min(vals), max(vals)] if vals else None
+        out["error"] = statistics.median(errs) if known else None
+        out["error_max"] = max(errs) if known else None
+        out["reached"] = known and max(errs) <= target
+        return out
+
+    def ladder(
+        self, k: int, entries: list[tuple[str, bool, Callable]], always: tuple | list = ()
+    ) -> dict:
+        """Run ``(label, is_default, fn)`` entries (cheapest first; ``fn(seed)``) until one
+        reaches the target error on every seed; defaults always run. Stops after
+        ``ladder_budget_G`` units of G. Reports the fastest setting (median time over the
+        seeds) that reached the target. Labels in ``always`` run like the defaults."""
         budget = float(self.config.get("ladder_budget_G", 5000.0))
         spent, runs, reached = 0.0, [], None
         for label, is_default, fn in entries:
-            if reached is not None and not is_default:
+            must = is_default or label in always
+            if reached is not None and not must:
                 continue
-            if spent > budget and not is_default:
+            if spent > budget and not must:
                 runs.append({"label": label, "skipped": f"ladder budget {budget:g} G spent"})
                 continue
             try:
@@ -161,7 +198,7 @@ class Context:
             except Exception as err:  # noqa: BLE001 - a failing setting is a result too
                 runs.append({"label": label, "default": is_default, "failed": repr(err)[:300]})
                 continue
-            spent += r["G"]
+            spent += sum(p["G"] for p in r["seeds"])
             runs.append(r)
             if r["reached"] and reached is None:
                 reached = r
@@ -171,6 +208,7 @@ class Context:
         fastest = min(ok, key=lambda r: r["G"]) if ok else None
         return {
             "k": k,
+            "seeds": self.seeds(),
             "runs": runs,
             "fastest_reaching": None if fastest is None else fastest["label"],
             "fastest_G": None if fastest is None else fastest["G"],

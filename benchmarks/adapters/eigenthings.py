@@ -22,7 +22,8 @@ def _op(ctx: Context, kind: str = "hessian"):
 def products(ctx: Context) -> dict:
     v = ctx.vector()
     H, G = _op(ctx), _op(ctx, "ggn")
-    out = {"hvp": ctx.in_G(lambda: H.matvec(v))}
+    c = ctx.cost(lambda: H.matvec(v))
+    out = {"hvp": c["G"], "flop_G": {"hvp": c["flop_G"]}}
     try:
         out["ggn"] = ctx.in_G(lambda: G.matvec(v))
     except Exception as err:  # noqa: BLE001
@@ -36,10 +37,10 @@ def memory(ctx: Context) -> dict:
 
 
 def _lanczos(ctx: Context, k: int, **kw):
-    def run():
+    def run(seed):
         import hessian_eigenthings as he
 
-        res = he.lanczos(_op(ctx), k=k, seed=0, **kw)
+        res = he.lanczos(_op(ctx), k=k, seed=seed, **kw)
         return res.eigenvalues.tolist(), int(res.iterations)
 
     return run

@@ -51,7 +51,8 @@ def _hessian(ctx: Context):
 def products(ctx: Context) -> dict:
     h = _hessian(ctx)
     v = ctx.split(ctx.vector())
-    return {"hvp": ctx.in_G(lambda: h.dataloader_hv_product(v))}
+    c = ctx.cost(lambda: h.dataloader_hv_product(v))
+    return {"hvp": c["G"], "flop_G": {"hvp": c["flop_G"]}}
 
 
 def memory(ctx: Context) -> dict:
@@ -60,8 +61,8 @@ def memory(ctx: Context) -> dict:
 
 
 def _eig(ctx: Context, k: int, **kw):
-    def run():
-        seeded(0)
+    def run(seed):
+        seeded(seed)  # PyHessian draws its start vectors from torch's global RNG
         h = _hessian(ctx)
         vals, _ = h.eigenvalues(top_n=k, **kw)
         return list(vals), h.num_matvecs
