@@ -155,7 +155,6 @@ def start_browser(chromium: str, chromedriver: str, width: int = WIDTH, height: 
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--hide-scrollbars",
-        "--allow-file-access-from-files",
         "--force-device-scale-factor=1",
         f"--window-size={width},{height}",
     ):

@@ -61,6 +61,7 @@ exclude_patterns = [
     "auto_examples/*.ipynb",
     "**.ipynb_checkpoints",
     "sg_execution_times.rst",
+    "**/sg_execution_times.rst",
 ]
 
 intersphinx_mapping = {
