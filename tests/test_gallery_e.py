@@ -29,26 +29,40 @@ def _e1_row(cells):
     assert len(final) == 5 and all(math.isfinite(v) and v >= 0 for v in final)
 
 
-def _e2_row(cells):
-    # optimizer, loss, test acc, e_low, e_high, k<=5, k>5, first epoch (or "never")
-    loss, acc, e_low, e_high, err_low, err_high = map(float, cells[1:7])
-    assert loss >= 0 and 0.0 <= acc <= 1.0
-    assert all(math.isfinite(v) and v >= 0 for v in (e_low, e_high, err_low, err_high))
-    assert cells[7] == "never" or int(cells[7]) >= 0
+def _e2_accuracy_row(cells):
+    # optimizer, final train loss, val acc, sd, test acc, sd (over seeds)
+    loss, val, val_sd, test, test_sd = map(float, cells[1:6])
+    assert len(cells) == 6 and loss >= 0
+    assert 0.0 <= val <= 1.0 and 0.0 <= test <= 1.0
+    assert 0.0 <= val_sd <= 0.5 and 0.0 <= test_sd <= 0.5
 
 
-# script -> (words of the table's header line, optimizer rows, row check)
+def _nonneg_row(n):
+    def check(cells):
+        vals = [float(c) for c in cells[1:]]
+        assert len(vals) == n and all(math.isfinite(v) and v >= 0 for v in vals)
+
+    return check
+
+
+def _correlation_row(cells):
+    # scope, number of points, Pearson and Spearman for two metrics
+    n = int(cells[1])
+    rs = [float(c) for c in cells[2:]]
+    assert n >= 2 and len(rs) == 4 and all(-1.0 <= r <= 1.0 for r in rs)
+
+
+E_OPTS = ["SGD", "Adam", "AdaHessian", "SCRN"]
+# script -> tables: (words of the table's header line, row labels, row check)
 SCRIPTS = {
-    "study_e/plot_e1_sinusoids.py": (
-        ["optimizer", "epoch", "f=8", "final mse"],
-        ["SGD", "Adam", "AdaHessian", "SCRN"],
-        _e1_row,
-    ),
-    "study_e/plot_e2_digits_projection.py": (
-        ["optimizer", "test acc", "e_low", "e_high"],
-        ["SGD", "Adam", "AdaHessian", "SCRN"],
-        _e2_row,
-    ),
+    "study_e/plot_e1_sinusoids.py": [
+        (["optimizer", "epoch", "f=8", "final mse"], E_OPTS, _e1_row),
+    ],
+    "study_e/plot_e2_digits_projection.py": [
+        (["optimizer", "loss", "val acc", "test acc"], E_OPTS, _e2_accuracy_row),
+        (["optimizer", "study|k|<=5", "curv k<=5", "e_high"], E_OPTS, _nonneg_row(6)),
+        (["points", "study r", "curv r"], ["all", *E_OPTS], _correlation_row),
+    ],
 }
 
 
@@ -73,14 +87,16 @@ def table(stdout: str, header_words: list[str]) -> dict[str, list[str]]:
 def test_script_runs_in_smoke_mode(name, tmp_path):
     proc = run_smoke(EXAMPLES / name, tmp_path)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    header, labels, check = SCRIPTS[name]
-    rows = table(proc.stdout, header)
-    assert sorted(rows) == sorted(labels), f"{name}: rows {sorted(rows)}, expected {labels}"
-    for label in labels:
-        try:
-            check(rows[label])
-        except (AssertionError, ValueError, IndexError) as err:
-            raise AssertionError(f"{name}: bad row {' '.join(rows[label])!r}") from err
+    for header, labels, check in SCRIPTS[name]:
+        rows = table(proc.stdout, header)
+        assert sorted(rows) == sorted(labels), f"{name}: rows {sorted(rows)}, expected {labels}"
+        for label in labels:
+            try:
+                check(rows[label])
+            except (AssertionError, ValueError, IndexError) as err:
+                raise AssertionError(f"{name}: bad row {' '.join(rows[label])!r}") from err
+    assert "Findings" in proc.stdout
+    assert max(map(len, proc.stdout.splitlines())) <= 80, "a printed line is wider than 80"
     assert list(tmp_path.iterdir()) == [], f"{name} wrote files into its working directory"
 
 
@@ -97,6 +113,8 @@ def test_script_is_a_gallery_page(name):
     assert "RESULTS_PROSE" not in source
     assert "plt.show(" not in source
     assert "CURVLAB_FULL" in source and "CURVLAB_SMOKE" in source
+    assert "CURVLAB_ORIGINAL" in source and ".. admonition::" in doc
+    assert "# sphinx_gallery_start_ignore" in source and "# sphinx_gallery_end_ignore" in source
 
 
 @pytest.mark.parametrize("folder", ["study_e"])

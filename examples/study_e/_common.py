@@ -60,11 +60,18 @@ def original_frequency_error(x, y_true, y_pred, freqs=ORIGINAL_FREQS) -> torch.T
 def lasso_weights(X: np.ndarray, y: np.ndarray, alpha: float = 0.01):
     """The study's regression: Lasso (``alpha``) of the standardized ``y`` on the standardized
     columns of ``X``; returns ``(R^2, weights / max |weight|)``."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import Lasso
 
     Xs = (X - X.mean(0)) / (X.std(0) + 1e-6)
     ys = (y - y.mean()) / (y.std() + 1e-6)
-    reg = Lasso(alpha=alpha).fit(Xs, ys)
+    if y.std() == 0:  # nothing to explain
+        return float("nan"), np.zeros(X.shape[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg = Lasso(alpha=alpha, max_iter=10_000).fit(Xs, ys)
     w = reg.coef_
     scale = np.abs(w).max()
     return float(reg.score(Xs, ys)), (w / scale if scale > 0 else w)
