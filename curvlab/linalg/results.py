@@ -310,6 +310,8 @@ class SpectralGap:
         Both residuals within ``tol * |lambda|``.
     seed : int or None
         Seed of the eigensolver's random start.
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the eigensolver early.
 
     Examples
     --------
@@ -329,13 +331,15 @@ class SpectralGap:
     num_matvecs: int
     converged: bool = True
     seed: int | None = None
+    stopped: bool = False
 
     def __repr__(self) -> str:
         res = _g(self.residuals.max(), 3) if self.residuals.numel() else "nan"
         return (
             f"SpectralGap(lambda1={self.lambda1:.6g}, lambda2={self.lambda2:.6g}, "
             f"ratio={_g(self.ratio)}, difference={_g(self.difference)}, max_residual={res}, "
-            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed})"
+            f"num_matvecs={self.num_matvecs}, converged={self.converged}, seed={self.seed}"
+            f"{_stopped(self.stopped)})"
         )
 
 
