@@ -52,6 +52,20 @@ def _correlation_row(cells):
     assert n >= 2 and len(rs) == 4 and all(-1.0 <= r <= 1.0 for r in rs)
 
 
+def _e3_final_row(cells):
+    # optimizer, loss, val acc, sd, radial error low / high rings, study's error low / high |k|
+    loss, val, sd, *errs = map(float, cells[1:])
+    assert len(cells) == 8 and loss >= 0 and 0.0 <= val <= 1.0 and 0.0 <= sd <= 0.5
+    assert all(math.isfinite(e) and e >= 0 for e in errs)
+
+
+def _e3_weight_row(cells):
+    # index 0-9, |k| = 10 - index, Lasso weights / max |weight|: seed-averaged, per seed, original
+    index, k = int(cells[0]), int(cells[1])
+    assert k == 10 - index
+    assert all(-1.0 <= float(w) <= 1.0 for w in cells[2:5]) and len(cells) == 5
+
+
 E_OPTS = ["SGD", "Adam", "AdaHessian", "SCRN"]
 # script -> tables: (words of the table's header line, row labels, row check)
 SCRIPTS = {
@@ -62,6 +76,10 @@ SCRIPTS = {
         (["optimizer", "loss", "val acc", "test acc"], E_OPTS, _e2_accuracy_row),
         (["optimizer", "study|k|<=5", "curv k<=5", "e_high"], E_OPTS, _nonneg_row(6)),
         (["points", "study r", "curv r"], ["all", *E_OPTS], _correlation_row),
+    ],
+    "study_e/plot_e3_segmentation.py": [
+        (["optimizer", "loss", "val acc", "r<=4", "|k|>5"], E_OPTS, _e3_final_row),
+        (["index", "|k|", "avg", "seeds", "original"], [str(i) for i in range(10)], _e3_weight_row),
     ],
 }
 

@@ -362,6 +362,7 @@ for scope in ["all"] + names:
         f"{scope.replace(' ', ''):12s} {len(yy):4d} "
         + "{:8.3f} {:6.3f} {:8.3f} {:6.3f}".format(*vals)
     )
+print()
 
 # %%
 # Comparison with the original
