@@ -28,13 +28,13 @@ def _sd(x: str) -> float:
 
 
 def _c_end_row(cells):
-    # optimizer, test acc, +-, lambda1, +-, lam_min | orig acc, orig l1
+    # optimizer, test acc, +-, lambda1, +-, lam_min, resid | orig acc, orig l1
     acc, lam1, lam_min = float(cells[1]), float(cells[3]), float(cells[5])
-    _sd(cells[2]), _sd(cells[4])
+    _sd(cells[2]), _sd(cells[4]), _sd(cells[6])
     assert 0.0 <= acc <= 1.0
     assert lam1 > 0.0 and lam_min <= lam1
-    assert cells[6] == "|" and 0.98 < float(cells[7]) < 1.0  # the original's accuracy
-    assert 0.0 <= float(cells[8]) < 3.0  # the original's lambda1
+    assert cells[7] == "|" and 0.98 < float(cells[8]) < 1.0  # the original's accuracy
+    assert 0.0 <= float(cells[9]) < 3.0  # the original's lambda1
 
 
 def _c_gap_row(cells):
@@ -155,14 +155,14 @@ def test_table_parser_rejects_a_missing_table():
     with pytest.raises(AssertionError, match="no table header"):
         table("nothing here\n", ["optimizer", "test acc"])
     with pytest.raises(AssertionError):  # accuracy above 1
-        _c_end_row("SGD 1.5 0.01 2.0 0.1 -1.0 | 0.9893 0.6189".split())
+        _c_end_row("SGD 1.5 0.01 2.0 0.1 -1.0 1e-3 | 0.9893 0.6189".split())
     with pytest.raises(AssertionError):  # no ratio below 1, yet a mean below 1
         _c_gap_row("SGD 12 0.9 0.1 0.05 0.00 | 2.933 0.273 0.00".split())
     with pytest.raises(AssertionError):  # lambda1 below lambda2
         _d_curv_row("Adam 1.0 0.1 2.0 0.1 1e-3 5.0 0.1".split())
     with pytest.raises(AssertionError):  # the original's columns swapped
         _d_acc_row("Adam 0.9 0.01 0.1 0.01 | 0.5641 0.8496 0.9816".split())
-    _c_end_row("SGD 0.95 0.01 7.0 0.5 -0.5 | 0.9893 0.6189".split())
+    _c_end_row("SGD 0.95 0.01 7.0 0.5 -0.5 1e-3 | 0.9893 0.6189".split())
     _c_gap_row("SGD 12 1.5 0.1 0.05 0.00 | 2.933 0.273 0.00".split())
     _d_acc_row("Adam 0.9 0.01 0.1 0.01 | 0.9816 0.8496 0.5641".split())
     _d_curv_row("Adam 2.0 0.1 1.0 0.1 1e-3 5.0 0.1".split())

@@ -13,8 +13,9 @@ D. Four optimizers: the curvature of their minima and 3D landscapes
 
    **This page**, by default: the same network, optimizers and per-epoch curves on
    scikit-learn's digits (embedded, upscaled to 32x32), 10 epochs at a batch size scaled to
-   the small data set, three seeds (the original ran one), the curvature in float64 with
-   residuals and standard errors, and the landscape as a static figure and an interactive
+   the small data set, three seeds (the original ran one), the curvature with residuals
+   and standard errors (in float64 where float32 rounding stops the eigensolver), and the
+   landscape as a static figure and an interactive
    3D surface. The original's published accuracies and MNIST curves are quoted in the
    script (with their source) and printed beside ours.
 
@@ -44,9 +45,10 @@ At each minimum: the two largest Hessian eigenvalues and their eigenvectors
 Lanczos quadrature, :func:`curvlab.spectral_density`) and the loss along the eigenvectors
 and on their plane (:mod:`curvlab.landscape`).
 
-**The quick run.** The digits' 1,437 training images in batches of 144 (10 steps per epoch,
-where MNIST at batch 1000 makes 60), 10 epochs, Apollo's warm-up scaled with the run (1/6 of
-the steps, as 100 of 600). The curvature is taken on 100 training images, the lines have 21
+**The quick run.** 720 of the digits' 1,437 training images (a random subset per seed), in
+batches of 120 (6 steps per epoch, where MNIST at batch 1000 makes 60), 10 epochs, Apollo's
+warm-up scaled with the run (1/6 of the steps, as 100 of 600); the test set is the digits'
+360 test images. The curvature is taken on 100 training images, the lines have 21
 points and the surfaces 15 x 15 (the original: 2,000 images, 25 points, 25 x 25).
 """
 
@@ -75,6 +77,7 @@ try:  # the interactive figure: plotly.js inlined into the page (works offline, 
                 default_width="100%",
                 default_height=620,
                 validate=False,
+                config={"displaylogo": False, "responsive": True},
             )
             return {"text/html": html}
 
@@ -114,7 +117,7 @@ elif SMOKE:
     TRACE_MATVECS, PROBES, LANCZOS_ITER, EIG_MATVECS = 6, 2, 4, 8
 else:
     DATASETS = {"digits": 10}
-    N_TRAIN, BATCH, WARMUP, SEEDS = None, 144, 17, [0, 1, 2]
+    N_TRAIN, BATCH, WARMUP, SEEDS = 720, 120, 10, [0, 1, 2]
     N_CURV, STEPS_1D, STEPS_2D = 100, 21, 15
     TRACE_MATVECS, PROBES, LANCZOS_ITER, EIG_MATVECS = 24, 3, 25, 120
 if ORIGINAL:  # the original's configuration, verbatim (src/exp.py, src/utils.py)
@@ -322,14 +325,15 @@ def train(data, epochs, name, seed):
 # -------------------------------------
 # Every seed draws a new initialization and batch order; within a seed the four optimizers
 # start from the same weights and see the same batches.
-t_start = time.perf_counter()
+t_start, c_start = time.perf_counter(), time.process_time()
 runs = {}  # (data, name) -> list over seeds of the run's record
 models = {}  # (data, name, seed) -> the trained model, for the curvature below
 for data, epochs in DATASETS.items():
-    n_train = len(make_problem(data, SEEDS[0]).train_loader.dataset)
+    probe = make_problem(data, SEEDS[0])
+    n_train, n_test = len(probe.train_loader.dataset), len(probe.test_loader.dataset)
     print(f"{data}: {n_train} training images, batch {BATCH}, {epochs} epochs, seeds {SEEDS}")
     for name in OPTIMIZERS:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for seed in SEEDS:
             model, loss_fn, loader, rec = train(data, epochs, name, seed)
             runs.setdefault((data, name), []).append(rec)
@@ -338,7 +342,7 @@ for data, epochs in DATASETS.items():
         print(
             f"  {name:11s} test acc {np.mean(accs):.4f} "
             f"(min {min(accs):.4f}, max {max(accs):.4f}), "
-            f"{time.perf_counter() - t0:5.1f} s"
+            f"{time.perf_counter() - t0:.0f} s ({time.process_time() - c0:.0f} s CPU)"
         )
 t_train = time.perf_counter() - t_start
 
@@ -384,87 +388,88 @@ for data, epochs in DATASETS.items():
     h2, l2 = axes[1, 0].get_legend_handles_labels()
     axes[1, 3].legend(h2, l2, loc="center", title="original (dashed)")
 
+
 # %%
-# Curvature at each minimum, in float64
-# -------------------------------------
+# Curvature at each minimum
+# -------------------------
 # The Hessian of the loss on the curvature batch (:class:`curvlab.HessianOperator`, the
-# model in eval mode; this LeNet-5 has no dropout or BatchNorm, so that changes nothing),
-# on a float64 copy of each trained model.
+# model in eval mode; this LeNet-5 has no dropout or BatchNorm, so that changes nothing):
+# the two largest eigenpairs to a relative residual of 1e-3, the Hutch++ trace, and for the
+# first seed the density and the landscapes.
 #
-# Why float64: a Hessian-vector product in float32 carries rounding errors of about 1e-7
-# times the size of the terms it adds up, and near a minimum those terms are much larger
-# than their sum. The residual :math:`\lVert Hv - \lambda v \rVert` of any eigenpair can
-# then not fall below that floor, so an eigenvalue of the same order as the floor cannot
-# meet a relative tolerance of 1e-3: the solver runs out of products and warns
-# (:class:`curvlab.ConvergenceWarning`). In float64 the floor is nine orders of magnitude
-# lower. Below, the flattest minimum is also solved in float32 once, to show the floor.
+# **The float32 floor.** A Hessian-vector product in float32 carries rounding errors of
+# about 1e-7 times the size of the terms it adds up, and near a minimum those terms are much
+# larger than their sum. The residual :math:`\lVert Hv - \lambda v \rVert` of an eigenpair
+# cannot fall below that floor, so an eigenvalue not far above the floor cannot meet a
+# relative tolerance of 1e-3: the solver spends its product budget and stops with
+# ``converged=False`` and a :class:`curvlab.ConvergenceWarning`. That happens at minima
+# where the training loss is near zero and the Hessian nearly vanishes. The products are
+# therefore taken in float32 (fast), and every minimum whose float32 solve stopped short,
+# plus the flattest one, is solved again on a float64 copy of the model, where the floor is
+# nine orders of magnitude lower; the tables report the float64 values there (column
+# ``f64``: how many seeds). The warnings are recorded, not shown: the lines below print each
+# such solve with its residual.
+def top_two(H, seed):
+    """The two largest eigenpairs; a ConvergenceWarning is recorded, not shown (the result
+    says ``converged`` and carries the residuals, which the tables print)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", cl.ConvergenceWarning)
+        eig = cl.eigsh(H, k=2, which="LA", tol=TOL, seed=seed, max_matvecs=EIG_MATVECS)
+    return eig, len(caught)
+
+
 curv = {}
+resolved = {}  # minima solved again in float64: key -> (float32 result, float64 result)
 for data in DATASETS:
     base = make_problem(data, SEEDS[0]).train_loader.dataset
-    batch64 = curvature_batch(base, N_CURV, seed=SEEDS[0], dtype=torch.float64)
+    batch32 = curvature_batch(base, N_CURV, seed=SEEDS[0], dtype=torch.float32)
+    batch64 = [(X.double(), y) for X, y in batch32]
     for name in OPTIMIZERS:
         for seed in SEEDS:
             model, loss_fn, _ = models[data, name, seed]
-            m64 = copy.deepcopy(model).double().eval()
-            H = cl.HessianOperator(m64, loss_fn, batch64)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", cl.ConvergenceWarning)
-                eig = cl.eigsh(H, k=2, which="LA", tol=TOL, seed=seed, max_matvecs=EIG_MATVECS)
-            r = {"eig": eig, "warned": len(caught), "model64": m64, "H": H}
+            H = cl.HessianOperator(model.eval(), loss_fn, batch32)
+            eig, warned = top_two(H, seed)
+            r = {"eig": eig, "warned32": warned, "warned": 0, "float64": False}
             r["trace"] = cl.trace(H, num_matvecs=TRACE_MATVECS, seed=seed)
-            if seed == SEEDS[0]:  # density and landscapes for the first seed
-                r["density"] = cl.spectral_density(
-                    H, num_probes=PROBES, num_iter=LANCZOS_ITER, seed=seed
-                )
-                v2, v1 = eig.eigenvectors.unbind(1)  # ascending: v1 is the top eigenvector
-                r["lines"] = [
-                    landscape.line(
-                        m64, loss_fn, batch64, v, span=(-SPAN, SPAN), steps=STEPS_1D, progress=False
-                    )
-                    for v in (v1, v2)
-                ]
-                r["surface"] = landscape.surface(
-                    m64,
-                    loss_fn,
-                    batch64,
-                    [v1, v2],
-                    span=(-SPAN, SPAN),
-                    steps=STEPS_2D,
-                    progress=False,
-                )
             curv[data, name, seed] = r
+    # float64 for every minimum where float32 did not converge, and for the flattest one
+    keys = [k for k in curv if k[0] == data]
+    flat_key = min(keys, key=lambda k: float(curv[k]["eig"].eigenvalues[1]))
+    for k in [k for k in keys if not curv[k]["eig"].converged or k == flat_key]:
+        m64 = copy.deepcopy(models[k][0]).double().eval()
+        eig64, warned64 = top_two(cl.HessianOperator(m64, models[k][1], batch64), k[2])
+        resolved[k] = (curv[k]["eig"], eig64)
+        curv[k].update(eig=eig64, warned=warned64, float64=True)
+    for name in OPTIMIZERS:  # density and landscapes for the first seed
+        r = curv[data, name, SEEDS[0]]
+        model, loss_fn, _ = models[data, name, SEEDS[0]]
+        H = cl.HessianOperator(model, loss_fn, batch32)
+        r["density"] = cl.spectral_density(
+            H, num_probes=PROBES, num_iter=LANCZOS_ITER, seed=SEEDS[0]
+        )
+        v2, v1 = r["eig"].eigenvectors.float().unbind(1)  # ascending: v1 is the top one
+        r["lines"] = [
+            landscape.line(
+                model, loss_fn, batch32, v, span=(-SPAN, SPAN), steps=STEPS_1D, progress=False
+            )
+            for v in (v1, v2)
+        ]
+        r["surface"] = landscape.surface(
+            model, loss_fn, batch32, [v1, v2], span=(-SPAN, SPAN), steps=STEPS_2D, progress=False
+        )
 
-# The float32 floor, shown on the flattest minimum (smallest lambda1 over all runs).
-flat_key = min(curv, key=lambda k: float(curv[k]["eig"].eigenvalues[1]))
-model32, loss_fn, _ = models[flat_key]
-batch32 = [
-    (X.float(), y)
-    for X, y in curvature_batch(
-        make_problem(flat_key[0], SEEDS[0]).train_loader.dataset, N_CURV, SEEDS[0], torch.float32
-    )
-]
-with warnings.catch_warnings(record=True) as caught32:
-    warnings.simplefilter("always", cl.ConvergenceWarning)
-    eig32 = cl.eigsh(
-        cl.HessianOperator(model32.eval(), loss_fn, batch32),
-        k=2,
-        which="LA",
-        tol=TOL,
-        seed=flat_key[2],
-        max_matvecs=EIG_MATVECS,
-    )
-eig64 = curv[flat_key]["eig"]
-l32, r32 = float(eig32.eigenvalues[1]), float(eig32.residuals[1])
-l64, r64 = float(eig64.eigenvalues[1]), float(eig64.residuals[1])
-print(f"flattest minimum: {flat_key[1]}, seed {flat_key[2]}")
-print(
-    f"  float32: lambda1 {l32:.4g}, residual {r32:.1e} (goal {TOL * abs(l32):.1e}), "
-    f"converged {eig32.converged}, {len(caught32)} warning(s)"
-)
-print(
-    f"  float64: lambda1 {l64:.4g}, residual {r64:.1e} (goal {TOL * abs(l64):.1e}), "
-    f"converged {eig64.converged}"
-)
+print("solved again in float64 (the flattest minimum, and any float32 solve that stopped")
+print("short of its tolerance): lambda1, residual, goal = tol * |lambda1|")
+for (_data, name, seed), (e32, e64) in resolved.items():
+    for tag, e in (("float32", e32), ("float64", e64)):
+        lam, res = float(e.eigenvalues[1]), float(e.residuals[1])
+        print(
+            f"  {name:10s} seed {seed:<5d} {tag}: {lam:10.4g} {res:9.1e} {TOL * abs(lam):9.1e}"
+            f"  {'converged' if e.converged else 'NOT converged'}"
+        )
+e32, e64 = resolved[flat_key]
+l32, r32 = float(e32.eigenvalues[1]), float(e32.residuals[1])
+l64, r64 = float(e64.eigenvalues[1]), float(e64.residuals[1])
 
 # %%
 # Eigenvalue densities
@@ -555,8 +560,8 @@ pfig
 # -------
 # Two tables (mean and spread over the seeds). The first: final test accuracy and training
 # loss of this run, then the original's published test accuracies on its three data sets.
-# The second: the two largest eigenvalues (float64), the largest residual of
-# :math:`\lambda_1` over the seeds, and the Hutch++ trace.
+# The second: the two largest eigenvalues (from float64 for the ``f64`` seeds), the largest
+# residual of :math:`\lambda_1` over the seeds, and the Hutch++ trace.
 def mean_sd(values):
     v = np.asarray(values, dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
@@ -576,13 +581,15 @@ for data in DATASETS:
             "res1": max(float(c["eig"].residuals[1]) for c in cs),
             "trace": mean_sd([c["trace"].estimate for c in cs]),
             "trace_se": max(
-                c["trace"].std_error / abs(c["trace"].estimate)
-                for c in cs
-                if math.isfinite(c["trace"].std_error)
-            )
-            if TRACE_MATVECS > 3
-            else float("nan"),
+                (
+                    c["trace"].std_error / abs(c["trace"].estimate)
+                    for c in cs
+                    if math.isfinite(c["trace"].std_error)
+                ),
+                default=float("nan"),
+            ),
             "warned": sum(c["warned"] for c in cs),
+            "f64": sum(c["float64"] for c in cs),
         }
 
 for data in DATASETS:
@@ -607,10 +614,10 @@ for data in DATASETS:
             f"{s['loss'][1]:8.2g} | {tail}"
         )
     print()
-    print(f"{data}: curvature (float64), mean +- sd over {len(SEEDS)} seed(s)")
+    print(f"{data}: curvature, mean +- sd over {len(SEEDS)} seed(s)")
     header = (
         f"{'optimizer':11s} {'lambda1':>9s} {'+-':>8s} {'lambda2':>9s} {'+-':>8s} "
-        f"{'max resid':>9s} {'trace':>9s} {'+-':>8s}"
+        f"{'max resid':>9s} {'trace':>9s} {'+-':>8s} {'f64':>3s}"
     )
     print(header)
     print("-" * len(header))
@@ -619,7 +626,7 @@ for data in DATASETS:
         print(
             f"{name:11s} {s['lam1'][0]:9.3g} {s['lam1'][1]:8.2g} {s['lam2'][0]:9.3g} "
             f"{s['lam2'][1]:8.2g} {s['res1']:9.1e} {s['trace'][0]:9.3g} "
-            f"{s['trace'][1]:8.2g}"
+            f"{s['trace'][1]:8.2g} {s['f64']:3d}"
         )
     se = max(summary[data, n]["trace_se"] for n in OPTIMIZERS)
     warned = sum(summary[data, n]["warned"] for n in OPTIMIZERS)
@@ -695,14 +702,19 @@ lines = [
     "The original on MNIST: "
     + ", ".join(f"{n} {PUBLISHED_ACC[n][0]:.4f}" for n in orig_order)
     + ".",
+    f"One test image is {1 / n_test:.4f} of accuracy ({n_test} test images).",
     f"Apollo's worst seed ends at {S['Apollo']['acc_min']:.3f} test accuracy"
-    + (" (chance is 0.1)." if S["Apollo"]["acc_min"] < 0.2 else "."),
+    + (" (chance is 0.1)." if S["Apollo"]["acc_min"] < 0.2 else ".")
+    + " The original's Apollo on MNIST: training loss "
+    + " and ".join(f"{x:.2f}" for x in PUBLISHED_MNIST["Apollo"]["train_loss"][:2])
+    + f" in epochs 1-2, where a constant prediction has ln 10 = {math.log(10):.3f}, then "
+    + f"{PUBLISHED_MNIST['Apollo']['train_loss'][2]:.2f}.",
     f"Sharpest minimum: {sharp} (lambda1 {S[sharp]['lam1'][0]:.3g}, trace "
     f"{S[sharp]['trace'][0]:.3g}); flattest: {flat} (lambda1 {S[flat]['lam1'][0]:.3g}, "
     f"trace {S[flat]['trace'][0]:.3g}), training loss {S[flat]['loss'][0]:.2g}.",
     f"The flattest single minimum ({flat_key[1]}, seed {flat_key[2]}) in float32: "
     f"residual {r32:.1e} against a goal of {TOL * abs(l32):.1e}, "
-    + ("unconverged" if not eig32.converged else "converged")
+    + ("unconverged" if not e32.converged else "converged")
     + f"; in float64: residual {r64:.1e}.",
 ]
 print()
@@ -711,10 +723,11 @@ import textwrap  # noqa: E402
 for line in lines:
     print(textwrap.fill(line, 79, subsequent_indent="  "))
 if not SMOKE:  # the claims of the prose below
-    assert S["AdaHessian"]["acc"][0] >= S["Adam"]["acc"][0] - 0.01, "AdaHessian vs Adam"
-    assert r64 < r32, "float64 residual below the float32 one"
     assert all(S[n]["warned"] == 0 for n in OPTIMIZERS), "a float64 eigensolve warned"
-print(f"(training {t_train:.0f} s, total {time.perf_counter() - t_start:.0f} s)")
+print(
+    f"(training {t_train:.0f} s, total {time.perf_counter() - t_start:.0f} s, "
+    f"{time.process_time() - c_start:.0f} s CPU)"
+)
 
 # %%
 # Comparison with the original
@@ -722,15 +735,15 @@ print(f"(training {t_train:.0f} s, total {time.perf_counter() - t_start:.0f} s)"
 # The quick run uses the digits, not MNIST, so the accuracies above are compared by rank, and
 # the curves by shape (the original's MNIST curves are in the bottom row of the first figure).
 #
-# * **Accuracy.** The printed findings give both rankings. On 1,437 training images the test
-#   set has 360 images, so one image is 0.0028 of accuracy; the seed spread in the table is
-#   the measure of what a difference means.
+# * **Accuracy.** The printed findings give both rankings and the worth of one test image;
+#   the seed spread in the table is the measure of what a difference means.
 # * **Apollo.** With :math:`\sigma = 1` the first steps of Apollo are momentum SGD with a step
 #   of up to lr 0.5 once the warm-up is over. When the full rate arrives while the loss is
-#   still falling fast, a step can overshoot, kill many ReLUs and leave the network at the
-#   loss of a nearly constant prediction; how often that happens over the seeds is in the
-#   table and the findings. ``CURVLAB_ORIGINAL=1`` runs the original's 100-step warm-up and
-#   the later bound :math:`\sigma = 0.01` beside it.
+#   still falling fast, a step can overshoot and leave the network near the loss of a
+#   constant prediction, :math:`\ln 10`, for a while: the original's own MNIST curve shows
+#   such a stall in its first two epochs (quoted in the findings); the worst seed here is in
+#   the findings too. ``CURVLAB_ORIGINAL=1`` runs the original's 100-step warm-up and the
+#   later bound :math:`\sigma = 0.01` beside it.
 # * **Curvature.** The original shows the eigenvalues, trace and landscapes only as figures
 #   in a notebook that is absent from its stored repository. Where a run drives the training
 #   loss near zero, the softmax saturates and the Hessian of the cross-entropy (made of
@@ -738,5 +751,5 @@ print(f"(training {t_train:.0f} s, total {time.perf_counter() - t_start:.0f} s)"
 #   saturation, not the width of the basin, and along the same :math:`v_1` the loss can climb
 #   steeply within a distance of 0.5 (the 1D figure).
 # * **Accuracy of the numbers.** Every eigenvalue comes with its residual, every trace with a
-#   spread; the float32 and float64 solves of the flattest minimum above show why the
-#   curvature is taken in float64.
+#   spread; the float32 and float64 solves printed above show where float32 rounding sets
+#   the limit (the script asserts that every float64 solve converged).
