@@ -79,7 +79,9 @@ from curvlab.problems import MLP, digits, vision
 
 # sphinx_gallery_start_ignore
 # run sizes (CURVLAB_SMOKE for the tests, CURVLAB_FULL / CURVLAB_ORIGINAL: not run by the docs)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# sphinx-gallery defines no __file__ but sets argv[0]; another study may have a _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+sys.modules.pop("_common", None)
 from _common import ORIGINAL_FREQS, OriginalSCRN, original_frequency_error  # noqa: E402
 
 SMOKE = os.environ.get("CURVLAB_SMOKE", "0") == "1"  # a few seconds, for the test suite

@@ -74,7 +74,9 @@ from curvlab.optim import step as optim_step
 
 # sphinx_gallery_start_ignore
 # run sizes (CURVLAB_SMOKE for the tests, CURVLAB_FULL / CURVLAB_ORIGINAL: not run by the docs)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# sphinx-gallery defines no __file__ but sets argv[0]; another study may have a _common
+sys.path.insert(0, os.path.dirname(os.path.abspath(sys.argv[0])))
+sys.modules.pop("_common", None)
 from _common import (  # noqa: E402
     ORIGINAL_FREQS,
     OriginalSCRN,
