@@ -30,8 +30,6 @@ eigenvectors. Grids are small (21 points, 15 x 15) so that the script runs in se
 # The 1,797 digits ship with scikit-learn. We standardize the pixels, train on the first
 # 1,200 images and use 400 of them for the landscapes: every grid point is one pass over those
 # 400 samples, in eval mode, without gradients.
-import os
-
 import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
@@ -41,8 +39,13 @@ import curvlab as cl
 import curvlab.plot as clplot
 from curvlab import landscape
 
-FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
-STEPS_1D, STEPS_2D = (41, 41) if FULL else (21, 15)
+STEPS_1D, STEPS_2D = 21, 15
+# sphinx_gallery_start_ignore
+import os
+
+if os.environ.get("CURVLAB_FULL") == "1":  # the studies' grids
+    STEPS_1D, STEPS_2D = 41, 41
+# sphinx_gallery_end_ignore
 
 torch.manual_seed(0)  # the model's initialization
 digits = load_digits()
@@ -95,8 +98,14 @@ print(f"training accuracy {train_acc:.3f}")
 # accuracy) along the first one. The model's parameters are restored bit for bit afterwards.
 dirs = landscape.random_directions(model, num=2, seed=0)
 line = landscape.line(
-    model, loss_fn, eval_data, dirs[0], span=(-1, 1), steps=STEPS_1D,
-    metrics={"accuracy": accuracy}, progress=False,
+    model,
+    loss_fn,
+    eval_data,
+    dirs[0],
+    span=(-1, 1),
+    steps=STEPS_1D,
+    metrics={"accuracy": accuracy},
+    progress=False,
 )
 ax = clplot.landscape_1d(line, metrics=True)
 ax.set_title("loss (solid) and accuracy (dashed) along a filter-normalized direction")
@@ -124,7 +133,7 @@ ax.set_title("log10 loss, filter-normalized plane")
 # eigenvectors with restarted Lanczos (:func:`curvlab.eigsh`): unit vectors, sign-fixed.
 H = cl.HessianOperator(model, loss_fn, eval_data)
 eig_dirs, eigvals = landscape.eigen_directions(H, num=2, seed=0, return_eigenvalues=True)
-print(f"top Hessian eigenvalues: {eigvals.tolist()}")
+print("top Hessian eigenvalues:", ", ".join(f"{v:.4g}" for v in eigvals.tolist()))
 
 # %%
 # Along the top eigenvector the loss near the minimum is the parabola
@@ -132,8 +141,9 @@ print(f"top Hessian eigenvalues: {eigvals.tolist()}")
 # slice (the gradient term is small at a trained model). They agree near :math:`a = 0`; further
 # out the loss is no longer quadratic.
 _, grad = H.risk.loss_and_gradient()
-top = landscape.line(model, loss_fn, eval_data, eig_dirs[0], span=(-1, 1), steps=STEPS_1D,
-                     progress=False)
+top = landscape.line(
+    model, loss_fn, eval_data, eig_dirs[0], span=(-1, 1), steps=STEPS_1D, progress=False
+)
 a = top.coords
 parabola = top.loss[STEPS_1D // 2] + a * float(grad @ eig_dirs[0]) + 0.5 * float(eigvals[0]) * a**2
 ax = clplot.landscape_1d(top, label="measured")
@@ -145,8 +155,9 @@ ax.set_title("along the top Hessian eigenvector")
 # %%
 # The surface spanned by the top two eigenvectors, drawn in 3D. The eigenvectors have unit
 # norm, so the span is in parameter units, unlike the filter-normalized plane above.
-eig_surf = landscape.surface(model, loss_fn, eval_data, eig_dirs, span=(-1, 1), steps=STEPS_2D,
-                             progress=False)
+eig_surf = landscape.surface(
+    model, loss_fn, eval_data, eig_dirs, span=(-1, 1), steps=STEPS_2D, progress=False
+)
 ax = clplot.landscape_surface(eig_surf)
 ax.set_title(r"loss over the plane of $v_1$, $v_2$")
 ax.set_xlabel(r"$v_1$")
