@@ -2,231 +2,296 @@ r"""
 A2. Attention layer: a Newton step on the input projection
 ==========================================================
 
-The second problem of study A is one self-attention layer,
-``nn.MultiheadAttention(16, num_heads=1, batch_first=True)``, fit by mean squared error to
-random targets: inputs :math:`X` and targets :math:`Y` are independent standard normal tensors
-of shape :math:`(N, 10, 16)` (:math:`N = 10{,}000` in the study), batches of 64, 20 epochs.
-The second-order block is ``in_proj_weight``, the stacked query, key and value projections
-(:math:`3 \cdot 16 \times 16 = 768` parameters), trained with a damped Newton step
-(:class:`curvlab.optim.DampedNewton`, conjugate gradients on Hessian-vector products through
-the attention); the output projection ``out_proj`` stays on gradient descent. The baseline is
-plain gradient descent at lr 0.5 on every parameter.
+.. admonition:: Study A, problem 2, at a glance
+
+    **The original** (VladZetta/alternating_layers) fit one
+    ``nn.MultiheadAttention(16, 1 head)`` to random targets (10,000 sequences, batch 64, 20
+    epochs) with six configurations: GD and Adam on ``out_proj``, and four mixed runs with a
+    damped Newton step (GradReg or a fixed damping) on ``in_proj_weight``. It plotted the
+    mean over each epoch of the batch losses. **This page** runs the six configurations with
+    the original's learning rates and parameter split, on 3 seeds, and shows two metrics side
+    by side: the original's (for the mixed runs, the loss of a batch *after* the steps on that
+    same batch) and the loss on the whole training set, against the floor of the best
+    constant output. **Not covered:** the original's earlier, unconfigured "Adam+Newton, lr
+    0.01, 50 epochs" checkpoint (it matches no configuration file; it diverges), and its CG
+    solver's handling of negative curvature (curvlab's CG stops there; the original's runs
+    through). **Data:** none; by default 1,024 sequences and 6 epochs (a stand-in for the
+    published size), ``CURVLAB_FULL=1`` the published 10,000 sequences and 20 epochs on 3
+    seeds, ``CURVLAB_ORIGINAL=1`` the original's seed-42 data, initialization and batch
+    order, compared with its logged curves.
+
+Inputs :math:`X` and targets :math:`Y` are independent standard normal tensors of shape
+:math:`(N, 10, 16)`, so nothing can be learned beyond the mean of :math:`Y`: the MSE of the
+best constant output is the floor any honest training loss stays near. The second-order block
+is ``in_proj_weight`` (the stacked query, key and value projections, :math:`3 \cdot 16 \times
+16 = 768` parameters), trained with :class:`curvlab.optim.DampedNewton` (conjugate gradients
+on Hessian-vector products through the attention); the first-order method trains
+``out_proj``. As in the original, ``in_proj_bias`` is in neither optimizer (it stays zero),
+and the first-order baselines train ``out_proj`` only.
 
 Hessian-vector products need a twice-differentiable attention: the fused
 ``scaled_dot_product_attention`` kernels have no double backward on some backends.
 :class:`curvlab.problems.SelfAttention` asks ``nn.MultiheadAttention`` for its attention
-weights, which sends it down the explicit matrix-product path.
-
-By default the data set has :math:`N = 2{,}048` sequences and the runs last 10 epochs (about a
-minute on two CPU cores); ``CURVLAB_FULL=1`` runs the published :math:`N = 10{,}000` and 20
-epochs.
+weights, which sends it down the explicit matrix-product path (as the original's layer, which
+also asked for them).
 """
 
-# %%
-# Problem and optimizers
-# ----------------------
-# Three runs start from the same seeded initialization and see the same seeded batch order:
-#
-# * ``GD``: ``torch.optim.SGD(lr=0.5)`` on all parameters;
-# * ``GD + gradreg``: SGD (lr 0.5) on ``out_proj`` and ``in_proj_bias``, and on
-#   ``in_proj_weight`` the gradient-regularized Newton step
-#   :math:`\lambda = \sqrt{L \lVert g \rVert}` with :math:`L = 1` (the study's setting);
-# * ``GD + Newton``: the same with a fixed damping :math:`\lambda = 0.01` and unit step (the
-#   study's ``variant: None``, ``reg: 0.01``).
-#
-# :func:`curvlab.optim.compose` steps both members with one closure: it evaluates the loss
-# once, takes one gradient (with the double-backward graph the Newton member needs), lets
-# DampedNewton solve its system on its block of the Hessian, then applies both updates.
+# sphinx_gallery_start_ignore
 import os
 
-import matplotlib.pyplot as plt
-import numpy as np
 import torch
-
-import curvlab as cl
-from curvlab.optim import DampedNewton, compose
-from curvlab.optim import step as optim_step
-from curvlab.problems import attention_regression
 
 FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
 SMOKE = os.environ.get("CURVLAB_SMOKE", "0") == "1"  # a few steps, for the test suite
+ORIGINAL = os.environ.get("CURVLAB_ORIGINAL", "0") == "1"
 if SMOKE:
-    N_TRAIN, EPOCHS = 192, 1
+    N_TRAIN, EPOCHS, SEEDS = 128, 1, [42]
+elif ORIGINAL:
+    N_TRAIN, EPOCHS, SEEDS = 10_000, 20, [42]
 elif FULL:
-    N_TRAIN, EPOCHS = 10_000, 20
+    N_TRAIN, EPOCHS, SEEDS = 10_000, 20, [42, 0, 1]
 else:
-    N_TRAIN, EPOCHS = 2_048, 10
-LR = 0.5
-
-# One intra-op thread: the printed numbers then do not depend on the machine's core count (the
-# order of floating-point reductions does, and in float32 that can decide, for example, in
-# which epoch an unstable run diverges), and the script does not slow down when other processes
-# share the CPU. The setting is restored at the end of the script.
+    N_TRAIN, EPOCHS, SEEDS = 4_096, 6, [42, 0, 1]
+# One intra-op thread: the printed numbers then do not depend on the core count, and the
+# script does not slow down when other processes share the CPU. Restored at the end.
 THREADS = torch.get_num_threads()
 torch.set_num_threads(1)
-
-# Nothing in Y depends on X: the best any model can do is close to predicting the mean of Y.
-Y_all = attention_regression(n_train=N_TRAIN, seed=0).Y
-floor = float((Y_all - Y_all.mean(dim=(0, 1))).square().mean())
-print(f"{N_TRAIN} sequences; MSE of the best constant output: {floor:.4f}")
-
-
-def build(method):
-    problem = attention_regression(n_train=N_TRAIN, seed=0)
-    attn = problem.model
-    if method == "GD":
-        return problem, torch.optim.SGD(attn.parameters(), lr=LR), None
-    first = torch.optim.SGD([attn.out_proj.weight, attn.out_proj.bias, attn.in_proj_bias], lr=LR)
-    if method == "GD + gradreg":
-        newton = DampedNewton([attn.in_proj_weight], variant="gradreg", L=1.0)
-    else:
-        newton = DampedNewton([attn.in_proj_weight], variant="fixed", damping=0.01)
-    return problem, compose(first, newton), newton
-
+# sphinx_gallery_end_ignore
 
 # %%
-# Training
-# --------
-# We record the mean of the mini-batch losses over each epoch (what the study plotted), the
-# loss over the whole training set at the end of each epoch, and the work done, in gradient
-# equivalents: a gradient counts one, a Hessian-vector product two (``opt.counts`` of the
-# Newton member says how many products its CG solves took).
+# The six configurations
+# ----------------------
+# The original's configuration files (``configs/attention_layer/*.yaml`` of
+# ``VladZetta/alternating_layers@b866165a3423c422aa6d612da0077ebc93093cb4``): the learning rate
+# is that of the first-order block; "Newton" is the original's ``variant: None`` with
+# ``reg: 0.01``, a fixed damping :math:`\lambda = 0.01` and unit step; "GradReg" is
+# :math:`\lambda = \sqrt{L \lVert g \rVert}` with :math:`L = 1`. Note the GD + Newton
+# configuration: lr 0.001, not GD's 0.5, and 20 epochs.
+#
+# Each mixed step alternates as the original did: the Newton step on ``in_proj_weight``
+# (DampedNewton takes the closure, computes the gradient and its Hessian-vector products),
+# then the first-order step on ``out_proj`` with a fresh forward pass at the new weights.
+import textwrap
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from curvlab.optim import DampedNewton
+from curvlab.optim import step as optim_step
+from curvlab.problems import SelfAttention
+
+CONFIGS = {  # name: (first-order optimizer of out_proj, its lr, Newton block or None)
+    "GD": (torch.optim.SGD, 0.5, None),
+    "GD+GradReg": (torch.optim.SGD, 0.5, dict(variant="gradreg", L=1.0)),
+    "GD+Newton": (torch.optim.SGD, 0.001, dict(variant="fixed", damping=0.01)),
+    "Adam": (torch.optim.Adam, 0.001, None),
+    "Adam+GradReg": (torch.optim.Adam, 0.1, dict(variant="gradreg", L=1.0)),
+    "Adam+Newton": (torch.optim.Adam, 0.001, dict(variant="fixed", damping=0.01)),
+}
+# The original's logged curves (attention_curves.json: losses = the epoch means of its
+# metric; entry 0 the mean batch loss before training), 10,000 sequences, seed 42; source
+# VladZetta/alternating_layers@b866165a3423c422aa6d612da0077ebc93093cb4:
+# results/attention_layer/checkpoints/method_<name>_*.pth. Entries 0, 1, 2 and 20.
+ORIGINAL_LOGGED = {
+    "GD": (1.0263, 1.0095, 1.0018, 0.999486293003058),
+    "GD+GradReg": (1.0263, 0.9996, 0.9980, 0.9917763221036097),
+    "GD+Newton": (1.0263, 2.3434, 0.9824, 0.9820063862071675),
+    "Adam": (1.0263, 1.0114, 1.0020, 0.9994632932031231),
+    "Adam+GradReg": (1.0263, 0.9985, 0.9894, 0.9748975099272029),
+    "Adam+Newton": (1.0263, 23.5118, 0.9817, 0.9813493797733526),
+}
 
 
-def train(method):
-    problem, opt, newton = build(method)
-    model, loss_fn, loader = problem.model, problem.loss_fn, problem.train_loader
-    X, Y = problem.X, problem.Y
-    epoch_mean, full, cost = [], [], [0.0]
-    with torch.no_grad():
-        full.append(float(loss_fn(model(X), Y)))
-    steps, diverged = 0, None
-    for epoch in range(EPOCHS):
-        batch_losses = []
-        for xb, yb in loader:
+def train(name: str, seed: int) -> dict:
+    """One run. The data, the initialization and the batch order come from the global
+    generator seeded with ``seed`` in the original's order (X, Y, the layer, then the
+    loader's shuffles), inside ``fork_rng`` so that the global state is left as it was."""
+    first_cls, lr, newton_kw = CONFIGS[name]
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        X = torch.randn(N_TRAIN, 10, 16)
+        Y = torch.randn(N_TRAIN, 10, 16)
+        attn = SelfAttention(16, 1)
+        attn.in_proj_bias.requires_grad_(False)  # in no optimizer, as in the original
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(X, Y), batch_size=64, shuffle=True
+        )
+        mse = torch.nn.MSELoss()
+        first = first_cls([attn.out_proj.weight, attn.out_proj.bias], lr=lr)
+        newton = None
+        if newton_kw is None:
+            attn.in_proj_weight.requires_grad_(False)  # the baselines train out_proj only
+        else:
+            newton = DampedNewton([attn.in_proj_weight], **newton_kw)
 
-            def closure(xb=xb, yb=yb):
-                return loss_fn(model(xb), yb)
+        def full_loss() -> float:
+            with torch.no_grad():
+                return float(mse(attn(X), Y))
 
-            # torch's backward-then-step for Adam/SGD, the closure contract for the Newton
-            # block (one gradient, a CG solve on in_proj_weight): one call for both
-            loss = optim_step(opt, closure)
-            batch_losses.append(float(loss.detach()))
-            steps += 1
-            if not batch_losses[-1] < 100 * full[0]:  # diverged (or NaN): stop this run
-                diverged = epoch + 1
+        with torch.no_grad():  # the original's entry 0: mean batch loss before training
+            reported = [float(np.mean([float(mse(attn(xb), yb)) for xb, yb in loader]))]
+        full = [full_loss()]
+        diverged = False
+        for _ in range(EPOCHS):
+            batch = []
+            for xb, yb in loader:
+
+                def closure(xb=xb, yb=yb):
+                    return mse(attn(xb), yb)
+
+                if newton is None:  # the original logs the loss before the step
+                    batch.append(float(optim_step(first, closure)))
+                else:
+                    newton.step(closure)  # Newton on in_proj_weight
+                    if not bool(torch.isfinite(attn.in_proj_weight).all()):
+                        diverged = True
+                        break
+                    optim_step(first, closure)  # then the first-order step, a fresh forward
+                    with torch.no_grad():  # the original logs the loss after both steps
+                        batch.append(float(closure()))
+                if not batch[-1] < 1e6:  # overflowed, or NaN: the run has diverged
+                    diverged = True
+                    break
+            if diverged:
                 break
-        if diverged:
-            break
-        epoch_mean.append(np.mean(batch_losses))
-        with torch.no_grad():
-            full.append(float(loss_fn(model(X), Y)))
-        hvps = 0 if newton is None else newton.counts["hvps"]
-        cost.append(steps + 2.0 * hvps)
+            reported.append(float(np.mean(batch)))
+            full.append(full_loss())
+        floor = float((Y - Y.mean(dim=(0, 1))).square().mean())
+    pad = [np.nan] * (EPOCHS + 1 - len(full))  # the epochs a diverged run did not finish
     return dict(
-        epoch_mean=np.array(epoch_mean),
-        full=np.array(full),
-        cost=np.array(cost),
+        reported=np.array(reported + pad),
+        full=np.array(full + pad),
+        floor=floor,
         diverged=diverged,
-        newton=newton,
     )
 
 
-METHODS = ["GD", "GD + gradreg", "GD + Newton"]
-results = {m: train(m) for m in METHODS}
+results = {name: [train(name, seed) for seed in SEEDS] for name in CONFIGS}
+floors = np.array([r["floor"] for r in results["GD"]])
 
 # %%
 # Results
 # -------
+# ``post-step batch``: the original's metric at the last epoch (for the mixed runs the mean,
+# over the epoch's batches, of each batch's loss after the steps on it; for GD and Adam the
+# loss before the step). ``full data``: the MSE on the whole training set after the last
+# epoch. ``floor``: the MSE of the best constant output on the same data. Mean and standard
+# deviation over the seeds.
+print("The original's logged metric (N = 10,000, seed 42), epochs 0, 1, 2 and 20:")
+for name, logged in ORIGINAL_LOGGED.items():
+    print(f"  {name:13s} " + " ".join(f"{v:8.4f}" for v in logged))
+print(f"This run: N = {N_TRAIN} sequences, {EPOCHS} epochs, {len(SEEDS)} seeds {SEEDS}")
+print(f"constant-output floor: {floors.mean():.5f} (sd {floors.std():.5f})")
 print(
-    f"{'method':14s} {'epochs':>6s} {'epoch-mean loss':>16s} {'full-data loss':>15s} "
-    f"{'grad. equiv.':>13s} {'CG iters/step':>14s}"
+    f"{'method':13s} {'post-step batch':>15s} {'sd':>8s} {'full data':>10s} {'sd':>8s} "
+    f"{'full - floor':>12s} {'diverged':>8s}"
 )
-for m, r in results.items():
-    newton = r["newton"]
-    cg_iters = float("nan") if newton is None else newton.counts["hvps"] / newton.counts["steps"]
-    done = len(r["full"]) - 1
-    note = f"  diverged in epoch {r['diverged']}" if r["diverged"] else ""
-    epoch_mean = r["epoch_mean"][-1] if done else float("nan")  # nan: diverged in epoch 1
-    print(
-        f"{m:14s} {done:6d} {epoch_mean:16.5f} {r['full'][-1]:15.5f} "
-        f"{r['cost'][-1]:13.0f} {cg_iters:14.1f}{note}"
+summary = {}
+for name, runs in results.items():
+    ok = [i for i, r in enumerate(runs) if not r["diverged"]]
+    rep = np.array([runs[i]["reported"][-1] for i in ok])
+    full = np.array([runs[i]["full"][-1] for i in ok])
+    gap = full - floors[ok]
+    nan = float("nan")
+    summary[name] = dict(
+        rep=rep.mean() if ok else nan,
+        full=full.mean() if ok else nan,
+        gap=gap.mean() if ok else nan,
+        gap_min=gap.min() if ok else nan,
+        diverged=len(runs) - len(ok),
     )
+    print(
+        f"{name:13s} {summary[name]['rep']:15.5f} {rep.std() if ok else nan:8.5f} "
+        f"{summary[name]['full']:10.5f} {full.std() if ok else nan:8.5f} "
+        f"{summary[name]['gap']:12.2e} {len(runs) - len(ok):5d}/{len(runs)}"
+    )
+print("(mean and sd over the seeds that did not diverge)")
 
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
-for m, r in results.items():
-    label = m + (f" (diverged in epoch {r['diverged']})" if r["diverged"] else "")
-    axes[0].plot(np.arange(len(r["full"])), r["full"], marker=".", label=label)
-    axes[1].plot(r["cost"], r["full"], marker=".", label=label)
-for ax in axes:
-    ax.axhline(floor, color="0.5", ls=":", label="best constant output")
-axes[0].set_xlabel("epoch")
-axes[1].set_xlabel("gradient equivalents (HVP = 2)")
-axes[1].set_xscale("symlog", linthresh=10)
-axes[1].set_xlim(left=0)
-axes[0].set_ylabel("training MSE (whole training set)")
-axes[0].legend(fontsize="small")
+epochs = np.arange(EPOCHS + 1)
+for ax, key, title in zip(
+    axes, ["reported", "full"], ["original's metric (post-step batch loss)", "whole training set"]
+):
+    for name, runs in results.items():
+        curves = np.stack([r[key] for r in runs])
+        style = "-" if "+" in name else "--"
+        (line,) = ax.plot(epochs, np.nanmean(curves, 0), style, marker=".", label=name)
+        lo, hi = np.nanmin(curves, 0), np.nanmax(curves, 0)
+        ax.fill_between(epochs, lo, hi, color=line.get_color(), alpha=0.2)
+    ax.axhline(floors.mean(), color="0.3", ls=":", label="best constant output")
+    ax.set_title(title)
+    ax.set_xlabel("epoch")
+axes[0].set_ylabel("MSE (mean over seeds, band: min-max)")
+lowest = min(float(np.nanmin([r["reported"] for r in runs])) for runs in results.values())
+axes[0].set_ylim(min(lowest, floors.mean()) - 0.01, floors.mean() + 0.06)
+axes[1].legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
 fig.tight_layout()
 
+# sphinx_gallery_start_ignore
+if ORIGINAL:  # the logged curves, entry by entry where they are quoted
+    print(f"{'method':13s} {'entry':>5s} {'original':>10s} {'curvlab':>10s}")
+    for name, logged in ORIGINAL_LOGGED.items():
+        ours = results[name][0]["reported"]
+        for i, v in zip((0, 1, 2, EPOCHS), logged):
+            print(f"{name:13s} {i:5d} {v:10.4f} {ours[i]:10.4f}")
+# sphinx_gallery_end_ignore
+
 # %%
-# The spectrum of the block
-# -------------------------
-# Why does one damping work and the other not? :class:`curvlab.HessianOperator` with
-# ``params=`` gives the Hessian block of ``in_proj_weight`` alone; on the first batch at the
-# initialization, its :math:`768 \times 768` matrix (768 Hessian-vector products) is cheap.
-problem = attention_regression(n_train=N_TRAIN, seed=0)
-attn = problem.model
-xb, yb = next(iter(problem.train_loader))
-block = cl.HessianOperator(attn, problem.loss_fn, [(xb, yb)], params=[attn.in_proj_weight])
-eigs = torch.linalg.eigvalsh(block.to_dense().double())
-g = torch.autograd.grad(problem.loss_fn(attn(xb), yb), attn.in_proj_weight)[0]
-lam_gradreg = float(g.norm()) ** 0.5
-print(
-    f"eigenvalues of the in_proj_weight block: [{eigs[0]:.4f}, {eigs[-1]:.4f}], "
-    f"{int((eigs < 0).sum())} of {eigs.numel()} negative"
-)
-print(f"gradreg damping sqrt(L ||g||) = {lam_gradreg:.3f}; fixed damping = 0.01")
+# Findings
+# --------
+# Formatted from the results above; the assertions make a stale claim fail the build.
+mixed = [n for n in CONFIGS if "+" in n and summary[n]["diverged"] < len(SEEDS)]
+gradreg = ["GD+GradReg", "Adam+GradReg"]
+published = N_TRAIN == 10_000 and EPOCHS == 20
+if not SMOKE:
+    # The original's metric is optimistic for the mixed runs: below the full-data loss ...
+    assert all(summary[n]["rep"] < summary[n]["full"] for n in gradreg), summary
+    # ... and below both first-order baselines.
+    assert max(summary[n]["rep"] for n in gradreg) < min(
+        summary["GD"]["rep"], summary["Adam"]["rep"]
+    ), summary
+if published:  # at the published size every mixed run ends above the floor, on every seed
+    assert all(summary[n]["gap_min"] > 0 for n in mixed), summary
+gaps = [summary[n]["gap"] for n in mixed]
+lines = [
+    f"Floor (best constant output): {floors.mean():.5f}. By the original's metric the",
+    "GradReg runs end at " + ", ".join(f"{n} {summary[n]['rep']:.5f}" for n in gradreg) + ",",
+    f"below GD ({summary['GD']['rep']:.5f}) and Adam ({summary['Adam']['rep']:.5f}); on the "
+    "whole training set",
+    "they end at " + ", ".join(f"{summary[n]['full']:.5f}" for n in gradreg) + ". Full data "
+    f"minus floor, mixed runs: {min(gaps):.2e}",
+    f"to {max(gaps):.2e} (GD {summary['GD']['gap']:.2e}, Adam {summary['Adam']['gap']:.2e}). "
+    "Diverged seeds:",
+]
+lines += textwrap.wrap(", ".join(f"{n} {summary[n]['diverged']}/{len(SEEDS)}" for n in CONFIGS), 78)
+print("\n".join(lines))
 
 torch.set_num_threads(THREADS)
 
 # %%
-# What the figure shows
+# What the figures show
 # ---------------------
-# There is little to learn: the targets are independent of the inputs, so every run heads for
-# the MSE of the best constant output (the dotted line; a model with 1,088 parameters can dip
-# slightly below it by fitting noise), and the runs differ in how fast they get there. Per
-# epoch, ``GD + gradreg`` gets there in about two epochs, GD needs all ten. Per unit of work
-# (right panel) the order reverses: every gradreg step costs a CG solve of about five
-# Hessian-vector products (eleven gradient equivalents per step instead of one), and GD
-# reaches the floor with less than half the computation gradreg needs to get there.
+# **Why the original's mixed runs looked better.** The left panel is what the original
+# plotted. For a mixed run each point is the mean of batch losses measured *after* the Newton
+# step and the first-order step on that very batch: a damped Newton step on 768 parameters
+# fits a batch of 64 sequences noticeably, so the number measures how well each batch was
+# memorized, not how well the layer fits the data. The first-order baselines log the loss
+# before the step, an honest estimate. On the whole training set (right panel) the mixed runs
+# end above the constant-output floor, and the Findings above say by how much.
 #
-# The spectrum printed above says what the Newton step really does here. The Hessian block of
-# ``in_proj_weight`` has eigenvalues of both signs, all smaller than about 0.06 in absolute
-# value, while gradreg's damping :math:`\sqrt{L \lVert g \rVert}` is 0.1 to 0.2: the damped
-# system :math:`H + \lambda I` is positive definite and close to :math:`\lambda I`, so the
-# step is nearly a gradient step of size :math:`1 / \lambda \approx 5\text{ to }8` on the
-# input projection (ten times GD's 0.5) with a mild curvature correction. That is why it is
-# faster per epoch. The fixed damping :math:`\lambda = 0.01` is smaller than the most negative
-# eigenvalue, so :math:`H + \lambda I` is indefinite: CG stops at the first direction of
-# negative curvature (``DampedNewton`` then keeps the iterate reached so far), the steps grow,
-# and the run diverges after a few epochs (the table says when; the curve stops there).
+# **GD + Newton does not diverge** in the original's configuration (lr 0.001 for
+# ``out_proj``, fixed damping 0.01): its first epoch may jump (the original logged 2.34 in
+# epoch 1, quoted above), and the run settles afterwards. An earlier version of this page used
+# lr 0.5 and saw it diverge; that was not the original's configuration.
 #
-# At the published size (``CURVLAB_FULL=1``: 10,000 sequences, 157 steps per epoch, 20 epochs)
-# we measured a different ending: both runs reach the floor (1.0007) within the first two
-# epochs, after which GD ends *lower* (1.00059 against 1.00085 for gradreg after 20 epochs; the
-# gradreg run keeps bouncing slightly above the floor with its large effective step), and the
-# fixed-damping run diverges in the first epoch. The early advantage of gradreg is an effect of
-# its step size more than of curvature.
+# **The Adam runs** behave like their GD counterparts: Adam on ``out_proj`` alone creeps to
+# the floor, and the mixed Adam runs report the lowest post-step losses of all (the original's
+# Adam + GradReg has Adam at lr 0.1, a large step on a freshly fitted batch).
 #
-# **Against the original.** The study shows this experiment as a figure only: training loss
-# over the epochs, the mixed runs below GD. Our default run agrees for gradreg over its ten
-# epochs; at the published size we see that only during the first epoch. Our default run is
-# smaller (2,048 sequences, 10 epochs; ``CURVLAB_FULL=1`` gives 10,000 and 20).
-# Differences: (1) the original alternated its blocks (a Newton step on ``in_proj_weight`` with
-# its own forward pass, then the SGD step with a fresh one); ``compose`` takes both updates
-# from one gradient, which saves a forward and a backward pass per step; (2) the original left
-# ``in_proj_bias`` out of both optimizers in its mixed runs (it stayed at zero), here it is on
-# SGD; (3) its "GD + Newton" configuration used lr 0.01 for the SGD block and 50 epochs; we keep
-# lr 0.5 and the same epochs for all three runs so that only the ``in_proj_weight`` update
-# differs. In this setting the fixed-damping run diverges; the spectrum shows that nothing
-# keeps :math:`\lambda = 0.01` safe on this block, whatever the step of the other block.
+# **Original mode.** ``CURVLAB_ORIGINAL=1`` draws the data, the layer and the batch order from
+# ``torch.manual_seed(42)`` in the original's order (10,000 sequences, 20 epochs) and prints
+# its curves next to the logged ones at the quoted epochs. The initial loss reproduces the
+# logged 1.0263. The later entries need not agree to rounding: curvlab's CG stops at the
+# first direction of negative curvature (the fixed damping 0.01 leaves the system indefinite)
+# and at a relative residual of :math:`10^{-5}`, while the original's CG ran through negative
+# curvature for up to 768 iterations.
