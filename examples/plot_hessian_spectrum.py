@@ -19,7 +19,6 @@ fraction of the products.
 # The 8x8 digits (1,797 images, 64 pixels) are standardized and fed to a 64-32-10 tanh MLP
 # (2,410 parameters), trained full batch with Adam for a few hundred steps. Computing in
 # float64 lets the eigensolver reach its default tolerance (``1e-6`` relative residual).
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -29,7 +28,13 @@ from torch import nn
 
 import curvlab as cl
 
-FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
+NUM, PROBES, LANCZOS_STEPS = 512, 4, 30  # samples for the curvature; SLQ probes and steps
+# sphinx_gallery_start_ignore
+import os
+
+if os.environ.get("CURVLAB_FULL") == "1":  # all 1,797 digits, the published SLQ settings
+    NUM, PROBES, LANCZOS_STEPS = None, 10, 80
+# sphinx_gallery_end_ignore
 torch.manual_seed(0)
 X, y = load_digits(return_X_y=True)
 X = torch.tensor(X, dtype=torch.float64)
@@ -52,7 +57,7 @@ print(f"training loss after 300 Adam steps: {loss.item():.4f}")
 # :class:`curvlab.HessianOperator` is the Hessian of the mean loss over ``data``, a list of
 # ``(inputs, targets)`` batches. By default the curvature is measured on 512 training
 # samples (as PyHessian measures it on a batch); ``CURVLAB_FULL=1`` uses all 1,797.
-num = X.shape[0] if FULL else 512
+num = X.shape[0] if NUM is None else NUM
 data = [(X[i : i + 256], y[i : i + 256]) for i in range(0, num, 256)]
 H = cl.HessianOperator(model, loss_fn, data)
 print(f"Hessian of size {H.shape[0]} x {H.shape[1]} over {num} samples")
@@ -128,9 +133,7 @@ fig.tight_layout()
 # quadrature rule of the spectrum. On a logarithmic scale the picture is the familiar one for
 # trained networks: a bulk of eigenvalues near zero (including small negative ones) and a few
 # isolated outliers, the eigenvalues found above.
-sd = cl.spectral_density(
-    H, num_probes=4 if not FULL else 10, num_iter=30 if not FULL else 80, seed=0
-)
+sd = cl.spectral_density(H, num_probes=PROBES, num_iter=LANCZOS_STEPS, seed=0)
 print(f"spectral density: {sd.num_probes} probes, {sd.num_matvecs} products")
 ax = sd.plot(log=True, sigma=2e-3)
 for lam in top.eigenvalues.tolist():
@@ -148,7 +151,5 @@ tr = cl.trace(H, num_matvecs=45, seed=0)
 print(f"trace (Hutch++, {tr.num_matvecs} products): {tr.estimate:.4f} +- {tr.std_error:.4f}")
 print(f"trace (SLQ): {sd.dim * sd.moment(1):.4f}")
 gap = cl.spectral_gap(H, seed=0)
-print(
-    f"spectral gap: lambda1 = {gap.lambda1:.5f}, lambda2 = {gap.lambda2:.5f}, "
-    f"ratio {gap.ratio:.3f}, difference {gap.difference:.5f} ({gap.num_matvecs} products)"
-)
+print(f"spectral gap: lambda1 = {gap.lambda1:.5f}, lambda2 = {gap.lambda2:.5f}")
+print(f"  ratio {gap.ratio:.3f}, difference {gap.difference:.5f} ({gap.num_matvecs} products)")
