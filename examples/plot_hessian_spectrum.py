@@ -110,11 +110,9 @@ print(
 )
 res_e = cl.eigsh(H, k=1, seed=1)
 res_p = cl.power_iteration(H, seed=1)
-print(
-    f"with their default stopping rules: eigsh {res_e.num_matvecs} products "
-    f"(residual {float(res_e.residuals[0]):.1e}), power_iteration {res_p.num_matvecs} "
-    f"products (residual {float(res_p.residuals[0]):.1e})"
-)
+print("with their default stopping rules:")
+print(f"  eigsh {res_e.num_matvecs} products (residual {float(res_e.residuals[0]):.1e})")
+print(f"  power_iteration {res_p.num_matvecs} products (residual {float(res_p.residuals[0]):.1e})")
 
 fig, ax = plt.subplots(figsize=(6, 3.5))
 ax.semilogy(range(1, 31), lanczos_err, "o-", ms=3, label="Lanczos (eigsh)")
