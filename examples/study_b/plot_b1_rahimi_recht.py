@@ -64,7 +64,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b1.py"))))
-from _common import env_flag  # noqa: E402
+from _b_common import env_flag  # noqa: E402
 
 FULL = env_flag("CURVLAB_FULL")
 SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
@@ -99,8 +99,8 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import CLIPPED, NAMES, STUDY_KEY, cosine_schedule, fmt, geo_summary, tune
-from _common import make_optimizer as make
+from _b_common import CLIPPED, NAMES, STUDY_KEY, cosine_schedule, fmt, geo_summary, tune
+from _b_common import make_optimizer as make
 
 import curvlab as cl
 from curvlab.optim import step as optim_step

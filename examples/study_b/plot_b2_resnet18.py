@@ -42,7 +42,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b2.py"))))
-from _common import env_flag  # noqa: E402
+from _b_common import env_flag  # noqa: E402
 
 FULL = env_flag("CURVLAB_FULL")
 SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
@@ -73,8 +73,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch.nn.functional as F
-from _common import NAMES, fmt, mean_sd, run_epochs, tune
-from _common import make_optimizer as make
+from _b_common import NAMES, fmt, mean_sd, run_epochs, tune
+from _b_common import make_optimizer as make
 
 from curvlab.problems import ResNet, digits
 
