@@ -16,7 +16,9 @@ B2. The step-size family on a ResNet-18
    spread. ``CURVLAB_FULL=1`` runs the published size: ResNet-18 (11M parameters) on
    CIFAR-10 for 128 epochs, and first tunes every optimizer with Optuna's TPE sampler over
    the study's box (``B_TUNE_TRIALS`` trials of ``B_TUNE_EPOCHS`` epochs each, 20 and 4 by
-   default); this needs a GPU.
+   default); this needs a GPU. ``CURVLAB_ORIGINAL=1`` runs the full size at the published
+   settings only, with the original's probes (row sums for SSDH and SADH, Gaussian for
+   the Sophia-style rule) and its four seeds.
 
    **Not here:** the original's per-iteration logs and its data augmentation (none here);
    tuning at the default size (a trial costs as much as a run, so the default uses the
@@ -44,20 +46,25 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b2.py"))))
 from _b_common import env_flag  # noqa: E402
 
-FULL = env_flag("CURVLAB_FULL")
+# the original mode: the full size at the published settings, the original's probes
+ORIGINAL = env_flag("CURVLAB_ORIGINAL")
+FULL = env_flag("CURVLAB_FULL") or ORIGINAL
 SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
 if SMOKE:
     EPOCHS, SEEDS, TRAIN_LIMIT = 1, [0, 1], 256
 elif FULL:
     EPOCHS, SEEDS, TRAIN_LIMIT = 128, [0, 1, 2], None
+    if ORIGINAL:  # the seeds the original's script lists
+        SEEDS = [10100202, 111011, 110111, 1010]
 else:
     EPOCHS, SEEDS, TRAIN_LIMIT = 6, [0, 1, 2], None
-TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL else 0
+TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL and not ORIGINAL else 0
 TUNE_EPOCHS = int(os.environ.get("B_TUNE_EPOCHS", "4"))
 THREADS = torch.get_num_threads()
 if not FULL:
     torch.set_num_threads(1)  # small convolutions: one thread is as fast, and reproducible
 DEVICE = "cuda" if FULL and torch.cuda.is_available() else "cpu"
+PROBES = "original" if ORIGINAL else "curvlab"
 # sphinx_gallery_end_ignore
 
 # %%
@@ -160,7 +167,7 @@ def evaluate(model):
 
 def run(name, hp, seed, epochs):
     model = new_model(seed)
-    opt = make(name, model.parameters(), *hp, seed=seed)
+    opt = make(name, model.parameters(), *hp, seed=seed, probes=PROBES)
     gen = torch.Generator().manual_seed(seed)
 
     def batches(epoch):

@@ -19,7 +19,9 @@ B3. The step-size family on a Transformer language model
    Hessian-vector products go through it). ``CURVLAB_FULL=1`` runs the published size on PTB
    and first tunes every optimizer with Optuna's TPE sampler over the study's box
    (``B_TUNE_TRIALS`` trials of ``B_TUNE_EPOCHS`` epochs, 20 and 2 by default); this needs a
-   GPU.
+   GPU. ``CURVLAB_ORIGINAL=1`` runs the full size at the published settings only, with the
+   original's probes (row sums for SSDH and SADH, Gaussian for the Sophia-style rule) and its
+   four seeds.
 
    **Not here:** dropout (curvlab's Transformer has none, so that two passes agree, as the
    curvature operators check); the validation split's model selection; tuning at the
@@ -41,20 +43,25 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b3.py"))))
 from _b_common import env_flag  # noqa: E402
 
-FULL = env_flag("CURVLAB_FULL")
+# the original mode: the full size at the published settings, the original's probes
+ORIGINAL = env_flag("CURVLAB_ORIGINAL")
+FULL = env_flag("CURVLAB_FULL") or ORIGINAL
 SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
 if SMOKE:
     EPOCHS, SEEDS, BATCH, STEPS = 1, [0, 1], 8, 2
 elif FULL:
     EPOCHS, SEEDS, BATCH, STEPS = 64, [0, 1, 2], 128, None
+    if ORIGINAL:  # the seeds the original's script lists
+        SEEDS = [10100202, 111011, 110111, 1010]
 else:
     EPOCHS, SEEDS, BATCH, STEPS = 5, [0, 1, 2], 16, 24
-TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL else 0
+TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL and not ORIGINAL else 0
 TUNE_EPOCHS = int(os.environ.get("B_TUNE_EPOCHS", "2"))
 THREADS = torch.get_num_threads()
 if not FULL:
     torch.set_num_threads(1)  # small matrices: one thread is as fast, and reproducible
 DEVICE = "cuda" if FULL and torch.cuda.is_available() else "cpu"
+PROBES = "original" if ORIGINAL else "curvlab"
 # sphinx_gallery_end_ignore
 
 # %%
@@ -198,7 +205,7 @@ def evaluate(model):
 
 def run(name, hp, seed, epochs):
     model = new_model(seed)
-    opt = make(name, model.parameters(), *hp, seed=seed, max_grad_norm=1.0)
+    opt = make(name, model.parameters(), *hp, seed=seed, probes=PROBES, max_grad_norm=1.0)
     return run_epochs(
         model,
         opt,
