@@ -122,12 +122,19 @@ if ORIGINAL:
     OPTIMIZERS["SCRN (orig.)"] = lambda ps, seed: OriginalSCRN(ps, rho=5.0, l=0.1, seed=seed)
 
 
+CAUCHY = [0, 0]  # curvlab SCRN's Cauchy steps, all its steps
+
+
 def step(opt, model, loss_fn, X, y):
     """One step under either contract (curvlab's closure or torch's backward-then-step):
     :func:`curvlab.optim.step` dispatches. Returns the loss before the step."""
     if isinstance(opt, OriginalSCRN):
         return float(opt.step(lambda: loss_fn(model(X), y)))
-    return float(optim_step(opt, lambda: loss_fn(model(X), y)))
+    loss = float(optim_step(opt, lambda: loss_fn(model(X), y)))
+    if isinstance(opt, SCRN):  # count the Cauchy steps, for the claims below
+        CAUCHY[0] += sum(bool(i["cauchy"]) for i in opt.last_info)
+        CAUCHY[1] += len(opt.last_info)
+    return loss
 
 
 # %%
@@ -178,7 +185,10 @@ for name, make_opt in OPTIMIZERS.items():
         f"{name:12s} {len(SEEDS_OF[name])} seeds x {EPOCHS[name]} epochs "
         f"({time.perf_counter() - t0:.1f} s, {cpu[name]:.1f} s CPU)"
     )
-print(f"SCRN takes the Cauchy step when |g| >= l^2/rho = {0.1**2 / 5.0:g}")
+print(f"SCRN takes the Cauchy step when |g| >= l^2/rho = {0.1**2 / 5.0:g}: {CAUCHY[0]} of its")
+print(f"{CAUCHY[1]} steps were Cauchy steps")
+assert CAUCHY[0] == CAUCHY[1] > 0  # the prose: every SCRN step is a Cauchy step
+assert len(train_loader) == 10  # 10 steps per epoch, as the docstring says
 
 # %%
 # Normalized coefficients against epochs

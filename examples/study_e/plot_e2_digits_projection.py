@@ -111,12 +111,19 @@ if ORIGINAL:
     )
 
 
+CAUCHY = [0, 0]  # curvlab SCRN's Cauchy steps, all its steps
+
+
 def step(opt, closure):
     """One step under either contract: :func:`curvlab.optim.step` dispatches (the original's
     SCRN takes the closure itself). Returns the loss before the step."""
     if isinstance(opt, OriginalSCRN):
         return float(opt.step(closure))
-    return float(optim_step(opt, closure))
+    loss = float(optim_step(opt, closure))
+    if isinstance(opt, SCRN):  # count the Cauchy steps, for the claims below
+        CAUCHY[0] += sum(bool(i["cauchy"]) for i in opt.last_info)
+        CAUCHY[1] += len(opt.last_info)
+    return loss
 
 
 # %%
@@ -216,6 +223,10 @@ for seed in SEEDS:
     )
 width = np.mean([w for w, _, _ in info.values()])
 spread = np.mean([s for _, s, _ in info.values()])
+print(f"SCRN: {CAUCHY[0]} Cauchy steps of {CAUCHY[1]}")
+assert CAUCHY[0] == 0 < CAUCHY[1]  # the prose: SCRN never takes a Cauchy step here
+assert width > 20  # the prose: the study's |k| = 1 is dozens of periods across the data
+assert FULL or SMOKE or (EPOCHS, INNER, len(X_all), len(X_test)) == (5, 10, 1437, 360)
 print(f"the study's coordinate: range {width:.1f} units, standard deviation {spread:.1f};")
 print(f"its |k| = 1 is {width:.0f} periods across the data")
 

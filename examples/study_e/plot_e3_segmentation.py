@@ -111,12 +111,19 @@ if ORIGINAL:
 NAMES = list(OPTIMIZERS)
 
 
+CAUCHY = [0, 0]  # curvlab SCRN's Cauchy steps, all its steps
+
+
 def step(opt, closure):
     """One step under either contract: :func:`curvlab.optim.step` dispatches (the original's
     SCRN takes the closure itself). Returns the loss before the step."""
     if isinstance(opt, OriginalSCRN):
         return float(opt.step(closure))
-    return float(optim_step(opt, closure))
+    loss = float(optim_step(opt, closure))
+    if isinstance(opt, SCRN):  # count the Cauchy steps, for the claims below
+        CAUCHY[0] += sum(bool(i["cauchy"]) for i in opt.last_info)
+        CAUCHY[1] += len(opt.last_info)
+    return loss
 
 
 # %%
@@ -222,6 +229,9 @@ for seed in SEEDS:
     print(f"seed {seed}: " + ", ".join(f"{n} {runs[n][-1]['cpu']:.1f}" for n in NAMES) + " s CPU")
 n_params = sum(q.numel() for q in UNet(WIDTH).parameters())
 print(f"U-Net width {WIDTH}: {n_params} parameters; {SIZE} x {SIZE} images")
+print(f"SCRN: {CAUCHY[0]} Cauchy steps of {CAUCHY[1]}")
+assert CAUCHY[0] == CAUCHY[1] > 0  # the prose: every SCRN step is a Cauchy step
+assert FULL or SMOKE or n_params == 29_650  # the docstring's count
 IDX = [int(i) for i in range(len(ORIGINAL_FREQS)) if ORIGINAL_FREQS[i] < 0]  # indices 0-9
 ABS_K = [-int(ORIGINAL_FREQS[i]) for i in IDX]  # |k| = 10..1
 
@@ -414,9 +424,13 @@ lines = [
     f"{len(low_orig)} of {len(NAMES)} ({', '.join(low_orig) or 'none'}).",
     f"- accuracy against the mean radial error, {len(yr)} points (optimizers x seeds x "
     f"epochs >= 1): {rs}.",
-    f"- the study's regression: R^2 {r2_avg:.2f} here (original {PUBLISHED_R2:.2f}); largest "
-    f"weight at index {top} (|k| = {ABS_K[top]}), the original's at index "
-    f"{int(np.argmax(np.abs(PUBLISHED_W)))}.",
+    f"- the study's regression: R^2 {r2_avg:.2f} here (original {PUBLISHED_R2:.2f}); "
+    + (
+        f"largest weight at index {top} (|k| = {ABS_K[top]})"
+        if np.abs(w_avg).max() > 0
+        else "every weight is 0"
+    )
+    + f", the original's at index {int(np.argmax(np.abs(PUBLISHED_W)))}.",
 ]
 for line in lines:
     while len(line) > 78:  # wrap to the page width
