@@ -440,9 +440,10 @@ for line in lines:
     print(line)
 
 # %%
-# Reading the findings. A regression of ten correlated errors on a few dozen points, as at
-# the quick size, fits noise as readily as signal: its :math:`R^2` and the sign pattern of its
-# weights are a description of this run, and the per-seed fit next to the seed-averaged one
-# shows how much they move. The radial error is the more direct test of a spectral bias in
-# segmentation: it asks whether the coarse shape of the head (low rings) is right before its
-# outline (high rings), which is what the heatmaps' top row shows epoch by epoch.
+# Reading the findings. A regression of ten correlated errors on as few points as the quick
+# size gives (counted in the printed :math:`R^2` line) fits noise as readily as signal: its
+# :math:`R^2` and the sign pattern of its weights describe this run, and the per-seed fit next
+# to the seed-averaged one shows how much they move. The radial error is the more direct test
+# of a spectral bias in segmentation: it asks whether the coarse shape of the head (low rings)
+# is right before its outline (high rings), which is what the heatmaps' top row shows epoch by
+# epoch.
