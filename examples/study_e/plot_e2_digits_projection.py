@@ -31,7 +31,10 @@ versions of that metric are computed here on the training set after every epoch.
   t_j}` at :math:`k = -10, \dots, 9` (what ``nfft.nfft_adjoint(t, y, 20)`` returns), the error
   is :math:`|\hat F(k) - F(k)| / |F(k)|`. Frequencies are in cycles per *unit of the
   principal coordinate*, whose range over the data is several tens of units (printed below):
-  the study's :math:`|k| = 1` is already dozens of periods across the data.
+  the study's :math:`|k| = 1` is already dozens of periods across the data. The study
+  collected the predictions during each training epoch (each batch before its step); here
+  the network predicts them after the epoch, so that an epoch's error and its validation
+  accuracy belong to the same weights.
 * **curvlab's metric** (:func:`curvlab.fourier.projection_error`). The same direction, but the
   coordinate is divided by its range (:math:`k = 1` is one period across the data,
   :math:`k = 1, \dots, 20`), the targets are one-hot vectors, the predictions the softmax

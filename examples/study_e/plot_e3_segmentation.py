@@ -36,7 +36,9 @@ of its own.
   :math:`t`, unscaled) and the masks, true and predicted, on the first principal component
   of the true masks (a scalar per image); the relative error of the non-uniform DFT along
   :math:`t` at :math:`k = -10, \dots, 9` (cycles per unit of :math:`t`). The study's
-  heatmaps show indices 0-9 (:math:`k = -10, \dots, -1`), labelled here :math:`|k|`.
+  heatmaps show indices 0-9 (:math:`k = -10, \dots, -1`), labelled here :math:`|k|`. The
+  study saved the training predictions made during each epoch; here the network predicts
+  them after the epoch, in evaluation mode, as it predicts the validation masks.
 * **The study's regression.** Lasso (``alpha`` 0.01) of the standardized validation accuracy
   on the standardized errors at indices 0-9, over the last 70 % of the epochs of all
   optimizers (seed-averaged curves), after dropping epochs whose accuracy is more than one
