@@ -348,14 +348,14 @@ for c in problems:
 summary = {}
 print(f"\nfinal runs: {FINAL_EPOCHS} epochs, {len(SEEDS)} seed(s); geometric mean [min, max]")
 print(
-    f"{'cond':>6s} {'optimizer':13s} {'setting':11s} {'train RMSE':>10s} {'min':>9s} "
-    f"{'max':>9s} {'test RMSE':>10s}"
+    f"{'cond':>6s} {'optimizer':13s} {'setting':11s} {'train RMSE':>10s} {'min':>10s} "
+    f"{'max':>10s} {'test RMSE':>10s}"
 )
 for (c, name, label), rs in runs.items():
     g, lo, hi = geo_summary([r["losses"][-1] for r in rs])
     summary[c, name, label] = g
     gt = geo_summary([r["test"] for r in rs])[0]
-    print(f"{CONDS[c]:>6s} {name:13s} {label:11s} {g:10.3e} {lo:9.2e} {hi:9.2e} {gt:10.3e}")
+    print(f"{CONDS[c]:>6s} {name:13s} {label:11s} {g:10.3e} {lo:10.3e} {hi:10.3e} {gt:10.3e}")
 
 # %%
 # Loss curves
