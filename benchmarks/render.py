@@ -339,20 +339,27 @@ def _weak_spots(res: dict) -> list[str]:
             s, m = d["spectrum"], d["matvecs"]
             errs = [d[x].get("relative_error") for x in ("hutchinson", "xdiag") if x in d]
             errs = [e for e in errs if e is not None]
+            rest = (1 - s["top10_share"]) * s["frobenius2"] / s["diagonal2"]
             parts.append(
-                f"{key}: off-diagonal energy {s['offdiag_over_diag']:.0f} times the "
-                f"diagonal's, top 10 eigenvalues {100 * s['top10_share']:.0f} % of "
-                f"||H||_F^2, errors at {m} products {_range_pct(errs)}"
+                f"on {key} the diagonal carries {100 * s['diagonal2'] / s['frobenius2']:.1f} % "
+                f"of ||H||_F^2 and the off-diagonal part {s['offdiag_over_diag']:.0f} times "
+                f"the diagonal's energy; the 10 largest eigenvalues carry "
+                f"{100 * s['top10_share']:.0f} % of ||H||_F^2, and what is left outside them "
+                f"is still {rest:.0f} times the diagonal's energy. Hutchinson's error at {m} "
+                f"products should then be about sqrt({s['offdiag_over_diag']:.0f}/{m}) = "
+                f"{s['hutchinson_predicted_error']:.1f}; the measured errors are "
+                f"{_range_pct(errs)}"
             )
         out.append(
-            "* **Hessian diagonal.** Stochastic diagonal estimators (Hutchinson and XDiag, "
-            "curvlab's and curvlinops' alike) are weak on these Hessians: the error of "
-            "Hutchinson's estimate with ``m`` probes is about "
-            "sqrt(off-diagonal energy / (m x diagonal energy)), and XDiag removes only what "
-            "a few dominant eigenvalues carry, which here is little ("
+            "* **Hessian diagonal.** The stochastic diagonal estimators (Hutchinson and XDiag, "
+            "curvlab's and curvlinops' alike) are not accurate on these Hessians at tens of "
+            "products, because a network Hessian's diagonal is a small part of the matrix: "
             + "; ".join(parts)
-            + "). For a diagonal at this accuracy, use an exact one (BackPACK's "
-            "``DiagHessian``, or the GGN's exact diagonal); see :doc:`user_guide/estimators`."
+            + ". XDiag removes the part of the few largest eigenvalues, but its error is set "
+            "by what remains, measured against the diagonal itself, so it helps only when the "
+            "remainder is small next to the diagonal. For an accurate diagonal use an exact "
+            "one (BackPACK's ``DiagHessian``, or the GGN's diagonal); see "
+            ":doc:`user_guide/estimators`."
         )
     return ([*out, ""]) if out else []
 

@@ -356,7 +356,13 @@ def _fake_results():
                     "matvecs": 30,
                     "hutchinson": {"G": 40.0, "relative_error": 2.0},
                     "xdiag": {"G": 41.0, "relative_error": 2.1},
-                    "spectrum": {"offdiag_over_diag": 120.0, "top10_share": 0.02},
+                    "spectrum": {
+                        "offdiag_over_diag": 120.0,
+                        "top10_share": 0.8,
+                        "frobenius2": 121.0,
+                        "diagonal2": 1.0,
+                        "hutchinson_predicted_error": 2.0,
+                    },
                 },
             }
         },
@@ -444,7 +450,7 @@ def test_render_writes_a_page_for_users(tmp_path):
     # the summary comes first, the chart after it, the raw tables in the appendix
     assert text.index("list-table:: curvlab against each peer") < text.index("chart.png")
     assert text.index("chart.png") < text.index("Products")
-    assert "Correct by default" in text and "off-diagonal energy 120 times" in text
+    assert "Correct by default" in text and "is still 24 times the diagonal" in text
     public = json.loads((tmp_path / "bench_results.json").read_text())
     assert (
         "logs" not in public and "diag_file" not in public["workloads"]["W1/trained"]["reference"]
