@@ -24,7 +24,6 @@ This example follows the sharpness of a small tanh MLP during full-batch gradien
 # -----
 # The MSE loss on one-hot targets (the setting of most of Cohen et al.'s figures) and a
 # 64-64-64-10 tanh MLP (9,034 parameters), float32, the same initialization for both runs.
-import os
 import time
 
 import matplotlib.pyplot as plt
@@ -34,11 +33,15 @@ from torch import nn
 import curvlab as cl
 from curvlab.track import CurvatureTracker, track_training
 
-FULL = os.environ.get("CURVLAB_FULL", "0") == "1"
-SMOKE = os.environ.get("CURVLAB_SMOKE", "0") == "1"  # a few seconds, for a quick check
-N, STEPS, EVERY = (None, 3000, 2) if FULL else (None, 1000, 5)
-if SMOKE:
+N, STEPS, EVERY = None, 1000, 5  # all training digits, 1,000 steps, a record every 5
+# sphinx_gallery_start_ignore
+import os
+
+if os.environ.get("CURVLAB_FULL") == "1":  # the published run
+    N, STEPS, EVERY = None, 3000, 2
+if os.environ.get("CURVLAB_SMOKE") == "1":  # a few seconds, for a quick check
     N, STEPS, EVERY = 128, 40, 10
+# sphinx_gallery_end_ignore
 LRS = (0.5, 0.8)
 
 X, y = cl.problems.digits(split="train").tensors
@@ -73,10 +76,13 @@ for lr in LRS:
     runs[lr] = (tracker, losses)
     h = tracker.history
     print(
-        f"lr={lr}: 2/lr = {2 / lr:.2f}, sharpness {h[0].top:.2f} -> max {max(r.top for r in h):.2f}"
-        f" -> {h[-1].top:.2f} at step {h[-1].step}; loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
-        f"{len(h)} records, {sum(r.num_matvecs for r in h)} products, "
-        f"all converged: {all(r.converged for r in h)}, {time.perf_counter() - t0:.1f} s"
+        f"lr={lr}: 2/lr = {2 / lr:.2f}, sharpness {h[0].top:.2f} -> max "
+        f"{max(r.top for r in h):.2f} -> {h[-1].top:.2f} at step {h[-1].step}"
+    )
+    print(
+        f"  loss {losses[0]:.4f} -> {losses[-1]:.4f}; {len(h)} records, "
+        f"{sum(r.num_matvecs for r in h)} products, all converged: "
+        f"{all(r.converged for r in h)}, {time.perf_counter() - t0:.1f} s"
     )
 
 # %%
@@ -118,6 +124,6 @@ fig.tight_layout()
 for lr, (tracker, _) in runs.items():
     warm = [r.eig_matvecs for r in tracker.history if r.warm]
     print(
-        f"lr={lr}: the cold first solve took {tracker.history[0].eig_matvecs} products, the "
-        f"warm refreshes {min(warm)} to {max(warm)} (mean {sum(warm) / len(warm):.1f})"
+        f"lr={lr}: cold first solve {tracker.history[0].eig_matvecs} products, warm "
+        f"refreshes {min(warm)} to {max(warm)} (mean {sum(warm) / len(warm):.1f})"
     )
