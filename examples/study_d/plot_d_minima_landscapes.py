@@ -121,7 +121,7 @@ else:
     DATASETS = {"digits": 10}
     N_TRAIN, BATCH, WARMUP, SEEDS = 600, 100, 10, [0, 1, 2]
     N_CURV, STEPS_1D, STEPS_2D = 100, 21, 15
-    TRACE_MATVECS, PROBES, LANCZOS_ITER, EIG_MATVECS = 24, 3, 25, 120
+    TRACE_MATVECS, PROBES, LANCZOS_ITER, EIG_MATVECS = 18, 3, 25, 120
     FLOOR_N, FLOOR_STEPS = 300, 40  # the float32 floor: full-batch L-BFGS
 if ORIGINAL:  # the original's configuration, verbatim (src/exp.py, src/utils.py)
     N_TRAIN, BATCH, WARMUP, SEEDS = None, 1000, 100, [12345]
