@@ -778,9 +778,10 @@ print(
 # * **Curvature.** The original shows the eigenvalues, trace and landscapes only as figures
 #   in a notebook that is absent from its stored repository. Where a run drives the training
 #   loss near zero, the softmax saturates and the Hessian of the cross-entropy (made of
-#   :math:`p (1 - p)` terms) nearly vanishes: a tiny :math:`\lambda_1` there measures the
-#   saturation, not the width of the basin, and along the same :math:`v_1` the loss can climb
-#   steeply within a distance of 0.5 (the 1D figure).
+#   :math:`p (1 - p)` terms) nearly vanishes: a tiny :math:`\lambda_1` there, as for the
+#   full-batch L-BFGS run of the float32 section (its training loss and :math:`\lambda_1`
+#   are in the findings), measures the saturation of the softmax, not the width of the
+#   basin.
 # * **Accuracy of the numbers.** Every eigenvalue comes with its residual, every trace with a
 #   spread; the float32 and float64 solves printed above show where float32 rounding sets
 #   the limit (the script asserts that every float64 solve converged).
