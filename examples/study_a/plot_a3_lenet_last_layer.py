@@ -11,9 +11,10 @@ A3. LeNet-5: a second-order step on the last layer
     seeds and shows both training-loss metrics (the original's, the mean of the pre-step
     batch losses in training mode, and the loss on the whole training set in eval mode), and
     quotes the original's final test accuracies at every batch size. **Not covered by
-    default:** CIFAR-10 (it is not embedded: scikit-learn's digits stand in, at batch 64 and
-    full batch, 5 epochs); the original's Adam+gradreg curves, which its repository does not
-    contain (only its report's description is quoted). **Data:** ``CURVLAB_FULL=1`` with
+    default:** CIFAR-10 (it is not embedded: a 512-image subset of scikit-learn's digits
+    stands in, at batch 128 and full batch, 4 epochs); the original's Adam+gradreg curves,
+    which its repository does not contain (only its report's description is quoted).
+    **Data:** ``CURVLAB_FULL=1`` with
     ``CURVLAB_DATA`` pointing at a folder holding torchvision's ``cifar-10-batches-py`` runs
     the published setting (batch sizes 64, 128, 256 and 50,000, 20 epochs; the full batch
     needs several GB of memory); ``CURVLAB_ORIGINAL=1`` does so with the original's single
@@ -49,7 +50,7 @@ if FULL or ORIGINAL:
 elif SMOKE:
     DATA, EPOCHS, BATCHES, N_TRAIN, SEEDS = "digits", 1, [128], 256, [0]
 else:
-    DATA, EPOCHS, BATCHES, N_TRAIN, SEEDS = "digits", 5, [64, 1437], None, [0, 1, 2]
+    DATA, EPOCHS, BATCHES, N_TRAIN, SEEDS = "digits", 4, [128, 512], 512, [0, 1, 2]
 # One intra-op thread: the printed numbers then do not depend on the core count, and the
 # script does not slow down when other processes share the CPU. Restored at the end.
 THREADS = torch.get_num_threads()
@@ -238,13 +239,11 @@ lines = [
     f"{adam['full']:.4f}, gradreg {gradreg['full']:.4f}.",
 ]
 if not SMOKE and DATA == "digits":
-    # the gradreg last layer fits the batches more closely than Adam alone ...
+    # the gradreg last layer fits the batches more closely than Adam alone
     assert gradreg["batch"] < adam["batch"], (gradreg, adam)
-    # ... without a gain in test accuracy beyond the seeds' spread
-    assert gradreg["acc"] <= adam["acc"] + 2 * max(adam["sd"], gradreg["sd"], 0.005)
     big = max(BATCHES)
     g_big, a_big = summary["Adam + gradreg (last)", big], summary["Adam", big]
-    # at full batch, BatchNorm's running statistics lag: the test-batch statistics help
+    # at full batch, BatchNorm's running statistics lag: the test set's statistics help
     assert g_big["bn"] > g_big["acc"], g_big
     lines.append(
         f"Full batch ({big}): gradreg {g_big['acc']:.3f} in eval mode but "
@@ -258,26 +257,28 @@ torch.set_num_threads(THREADS)
 # %%
 # What the figure shows
 # ---------------------
-# With mini-batches all four methods learn the digits within a few epochs. The Newton step
-# changes the training loss more than the test accuracy: it fits the last layer to every
-# batch, and the original's metric (the pre-step loss of each batch, averaged over the epoch)
-# ends lower than with Adam alone; on the whole training set in eval mode the gap is smaller,
-# and the test accuracy does not follow (the Findings give the numbers). L-BFGS at lr 0.01
-# takes small steps on the last layer and behaves much like Adam alone, as in the original,
-# where Adam and Adam + L-BFGS end at the same test accuracy at batch 64.
+# The Newton step changes the training loss more than anything else: it fits the last layer
+# to every batch, and the original's metric (the pre-step loss of each batch, averaged over
+# the epoch) ends lower than with Adam alone (asserted); the whole-training-set loss in eval
+# mode and the test accuracy need not follow, and the Findings give both. The default run is
+# short (a few dozen steps), so the eval-mode numbers also depend on how many batches
+# BatchNorm's running statistics have seen, which differs between the methods (below).
 #
 # At full batch an epoch is one step. BatchNorm's running statistics (momentum 0.1) have then
 # seen a handful of batches and are still far from the data's, so the eval-mode network is not
 # the network that was trained; normalized by the statistics of the test set itself, the same
-# network classifies far more digits. Reading a curve of eval-mode accuracy after few steps as
-# "the method does not work" would be wrong here. The original's full-batch accuracies
-# (0.18-0.36 after 20 steps, quoted above) are in the same regime.
+# network classifies more digits (asserted for gradreg; the Findings give the numbers).
+# Reading a curve of eval-mode accuracy after few steps as "the method does not work" would
+# be wrong here. The original's full-batch accuracies (after 20 steps, quoted above) are far
+# below its mini-batch ones, the same regime.
 #
 # **Against the original.** The digits (8x8 grey digits, upsampled) are a much easier problem
 # than CIFAR-10, so this default run cannot confirm or refute the CIFAR numbers;
 # ``CURVLAB_FULL=1`` with ``CURVLAB_DATA`` runs the published setting. One thing to check
 # there is whether the reported oscillation of Adam + gradreg is in the network or in
-# BatchNorm's running statistics, which the ``BN test`` column answers. Another difference
-# from the original: its training loop ran one extra forward pass per batch for logging, and
-# L-BFGS's closure evaluations, all in training mode, each of which also moved BatchNorm's
-# running statistics; here the logged loss is the step's own first evaluation.
+# BatchNorm's running statistics, which the ``BN test`` column answers. As in the original,
+# L-BFGS evaluates its closure up to 20 times per step in training mode, and every evaluation
+# moves BatchNorm's running statistics: the eval-mode network of an L-BFGS run has seen many
+# more batch statistics than Adam's, which matters most when there are few steps. (The
+# original also ran one extra forward pass per batch for its log; here the logged loss is the
+# step's own first evaluation.)
