@@ -337,7 +337,7 @@ for ax, first in zip(axes, ["GD", "Adam"]):
         ax.fill_between(x, gaps.min(0), gaps.max(0), color=line.get_color(), alpha=0.2)
     ax.set_title(f"P on {first}" + (" (lr 0.1)" if first == "Adam" else " (lr 0.001)"))
     ax.set_xlabel("iteration")
-    ax.legend(fontsize="small", loc="upper right")
+    ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
 axes[0].set_ylabel(r"$F(P, Q) - F^\star$ (median, band: min-max)")
 fig.tight_layout()
 
