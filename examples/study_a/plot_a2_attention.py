@@ -279,7 +279,9 @@ torch.set_num_threads(THREADS)
 # before the step, an honest estimate. On the whole training set (right panel) the GradReg
 # runs end above their own post-step numbers (asserted), near the floor of the best constant
 # output; at the published size (``CURVLAB_FULL=1``, ``CURVLAB_ORIGINAL=1``) the script asserts
-# that every mixed run ends above that floor. The Findings above give the numbers.
+# that every mixed run ends above that floor. The Findings above give the numbers. (The
+# dashed GD and Adam curves lie close together and can hide one another; the table separates
+# them.)
 #
 # **GD + Newton in the original's configuration** is lr 0.001 for ``out_proj`` with the fixed
 # damping 0.01, and 20 epochs; the original's log shows a jump in epoch 1 (quoted above) and
