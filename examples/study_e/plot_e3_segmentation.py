@@ -264,16 +264,17 @@ fig.colorbar(im, ax=axes, label="relative error (0 = learned)")
 # %%
 # Accuracy, loss and one prediction
 # ---------------------------------
-# Validation pixel accuracy and training loss over epochs (mean, min-max band over seeds), and
+# Validation pixel accuracy and training loss over epochs (mean, min-max band over seeds; each
+# optimizer has its own line style and marker, so curves that run together stay visible), and
 # each optimizer's final mask for the first validation image of the first seed.
 epochs = np.arange(EPOCHS + 1)
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
-for name in NAMES:
+for name, st in zip(NAMES, ["-o", "--s", "-.^", ":D", "-v"]):  # styles: overlaps stay visible
     V = np.stack([r["val"] for r in runs[name]])
     L = np.stack([r["loss"] for r in runs[name]])
-    (ln,) = axes[0].plot(epochs, V.mean(0), "-o", ms=3, label=name)
+    (ln,) = axes[0].plot(epochs, V.mean(0), st, ms=4, mfc="none", label=name)
     axes[0].fill_between(epochs, V.min(0), V.max(0), color=ln.get_color(), alpha=0.15, lw=0)
-    axes[1].plot(epochs[1:], L.mean(0), "-o", ms=3, color=ln.get_color())
+    axes[1].plot(epochs[1:], L.mean(0), st, ms=4, mfc="none", color=ln.get_color())
     axes[1].fill_between(epochs[1:], L.min(0), L.max(0), color=ln.get_color(), alpha=0.15, lw=0)
 axes[0].set_ylabel("validation pixel accuracy")
 axes[1].set_ylabel("training loss (epoch mean)")
