@@ -24,7 +24,10 @@ C. LeNet-5: generalization, flatness and spectral gap
    at the last 100 iterations, the fixed batch drawn with NumPy's seed 0) on the digits (on
    MNIST with ``CURVLAB_FULL=1``), and computes the gap both PyHessian's way (power
    iteration, largest magnitude, stop when the eigenvalue changes by less than 1e-3; the
-   ratio of the first found to the second found) and curvlab's way, side by side.
+   ratio of the first found to the second found) and curvlab's way, side by side, and
+   compares with the original's full logs where ``/work/shared/originals`` is present. No
+   run of it is recorded on this page yet (150 epochs with 100 gaps per run did not fit the
+   shared 2-core machine's time when the page was written).
 
 The original's settings, used unchanged here:
 

@@ -492,11 +492,11 @@ f64, _ = top_two(
 l32, r32 = float(f32.eigenvalues[1]), float(f32.residuals[1])
 l64, r64 = float(f64.eigenvalues[1]), float(f64.residuals[1])
 print(f"L-BFGS, one batch of {FLOOR_N}, {FLOOR_STEPS} steps: training loss {floor_loss:.2g}")
+print(f"  {'':7s} {'lambda1':>10s} {'residual':>9s} {'goal':>9s} {'converged':>9s} {'HVPs':>5s}")
 for tag, lam, res, e in (("float32", l32, r32, f32), ("float64", l64, r64, f64)):
-    state = "converged" if e.converged else "NOT converged"
     print(
-        f"  {tag}: lambda1 {lam:.4g}, residual {res:.1e}, goal {TOL * abs(lam):.1e} "
-        f"({state}, {e.num_matvecs} HVPs)"
+        f"  {tag:7s} {lam:10.4g} {res:9.1e} {TOL * abs(lam):9.1e} "
+        f"{'yes' if e.converged else 'NO':>9s} {e.num_matvecs:5d}"
     )
 
 # %%
@@ -785,3 +785,49 @@ print(
 # * **Accuracy of the numbers.** Every eigenvalue comes with its residual, every trace with a
 #   spread; the float32 and float64 solves printed above show where float32 rounding sets
 #   the limit (the script asserts that every float64 solve converged).
+
+# %%
+# Recorded run of the original mode
+# ---------------------------------
+# ``CURVLAB_ORIGINAL=1`` on the digits (the original's batch 1000, seed 12345, 10 epochs,
+# Apollo's 100-step warm-up; all 1,437 training images, so 2 steps per epoch and 20 in
+# all), recorded 2026-12-02 at commit b76e359 on a 2-core CPU (shared, heavily loaded);
+# an excerpt of its printed output::
+#
+#     optimizer   test acc     +- train loss       +- | orig MNIST Fashion  CIFAR
+#     ---------------------------------------------------------------------------
+#     Adam          0.7861    nan        1.2      nan |     0.9816  0.8496 0.5641
+#     L-BFGS        0.9556    nan     0.0727      nan |     0.9488  0.7549 0.4962
+#     AdaHessian    0.9111    nan      0.321      nan |     0.9894  0.8074 0.5033
+#     Apollo        0.1167    nan       2.29      nan |     0.9840  0.8563 0.5339
+#     Apollo-0.01   0.0778    nan       2.36      nan |          -       -      -
+#
+#     optimizer     lambda1      +-   lambda2      +- max resid     trace      +- f64
+#     -------------------------------------------------------------------------------
+#     Adam             37.9     nan      34.9     nan   4.8e-02       276     nan   0
+#     L-BFGS            179     nan       136     nan   7.6e-01       723     nan   0
+#     AdaHessian        194     nan      92.8     nan   8.9e-05       775     nan   0
+#     Apollo              1     nan     0.943     nan   7.3e-03     -2.13     nan   0
+#     Apollo-0.01     0.436     nan     0.376     nan   2.7e-07     0.967     nan   0
+#
+#     training accuracy: during the epoch (original) vs after it (fixed)
+#     optimizer   epoch   during    after
+#     -----------------------------------
+#     L-BFGS          1   0.1719   0.3333
+#     L-BFGS         10   0.9854   0.9833
+#     AdaHessian      1   0.1190   0.1503
+#     Apollo-0.01     1   0.1900   0.3800
+#
+#     test accuracy per epoch against the original's (results/*_results.dic)
+#     data          optimizer   ours ep1 orig ep1 ours end orig end mean |d|
+#     ----------------------------------------------------------------------
+#     digits        Adam          0.1194   0.8716   0.7861   0.9816   0.3726
+#     digits        L-BFGS        0.3556   0.9140   0.9556   0.9488   0.1036
+#     digits        AdaHessian    0.1472   0.9489   0.9111   0.9894   0.2891
+#     digits        Apollo        0.1167   0.3539   0.1167   0.9840   0.7712
+#     (the digits against the original's MNIST: a different data set)
+#
+# With 20 steps in all, Apollo's warm-up (100 steps) never reaches its full rate, and both
+# Apollo variants end at chance; on MNIST the same batch size gives 60 steps per epoch.
+# The digits are not MNIST: the last table is a check of the mode's plumbing and of the
+# shapes, not a reproduction.
