@@ -194,7 +194,8 @@ def _machine_line(res: dict) -> str:
         span = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
         when = f"{span} ({len(runs)} runs, merged per workload)"
     return (
-        f"Measured on {when}: {where}, {m.get('threads')} threads, device "
+        f"Measured on {when}: {where}, {m.get('threads')} "
+        f"thread{'s' if m.get('threads') != 1 else ''}, device "
         f"``{dev}``, torch {v.get('torch')}, curvlab {v.get('curvlab')}, PyHessian "
         f"{v.get('PyHessian')}, curvlinops {v.get('curvlinops-for-pytorch')}, "
         f"hessian-eigenthings {v.get('hessian-eigenthings')}, torch-optimizer "
@@ -316,7 +317,7 @@ def _weak_spots(res: dict) -> list[str]:
             if cl and pr and pr.get("hvp_reuse"):
                 floors.append(cl["G"] / (cl["probes"] * cl["steps"] * pr["hvp_reuse"]))
         floor = (
-            f" curvlab's run costs {min(floors):.2f}-{max(floors):.2f} times its "
+            f" curvlab's run costs {_span(min(floors), max(floors), '{:.2f}')} times its "
             "products (each at the cost of one product with kept graphs), so the "
             "difference is the number of probes, not overhead."
             if floors
@@ -324,7 +325,7 @@ def _weak_spots(res: dict) -> list[str]:
         )
         out.append(
             f"* **Spectral density.** At one probe curvlab is faster (table above), but its "
-            f"default of 10 probes costs {lo:.1f}-{hi:.1f} times PyHessian's single probe: "
+            f"default of 10 probes costs {_span(lo, hi, '{:.1f}')} times PyHessian's single probe: "
             f"the density is an average over probes, and ten of them divide the spread "
             f"that comes from the random start by about sqrt(10)." + floor
         )
@@ -362,6 +363,11 @@ def _weak_spots(res: dict) -> list[str]:
             ":doc:`user_guide/estimators`."
         )
     return ([*out, ""]) if out else []
+
+
+def _span(lo: float, hi: float, fmt: str) -> str:
+    a, b = fmt.format(lo), fmt.format(hi)
+    return a if a == b else f"{a}-{b}"
 
 
 def _range_pct(errs: list[float]) -> str:

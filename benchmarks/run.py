@@ -283,6 +283,10 @@ def run(
     stamp = results["machine"]["date"][:19].replace(":", "").replace("-", "")
     kind = ("quick" if quick else "full") + ("-all" if all_workloads and quick else "")
     path = out_dir / f"bench-{stamp}-{kind}-{device.split(':')[0]}.json"
+    n = 2
+    while path.exists():  # two runs started in the same second
+        path = out_dir / f"bench-{stamp}-{kind}-{device.split(':')[0]}-{n}.json"
+        n += 1
     text = json.dumps(results, indent=1, default=float)
     path.write_text(text)
     (out_dir / "latest.json").write_text(text)
