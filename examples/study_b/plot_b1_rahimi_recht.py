@@ -512,7 +512,7 @@ for c in problems:
     )
 print("\nFindings")
 for line in lines:
-    print(textwrap.fill(line, 80, subsequent_indent="  "))
+    print(textwrap.fill(line, 80, subsequent_indent="  ", break_on_hyphens=False))
 
 # %%
 # Why curvature-scaled steps can win here: the RMSE is a square root, so its curvature

@@ -281,7 +281,7 @@ lines = [
 ]
 print("\nFindings")
 for line in lines:
-    print(textwrap.fill(line, 80, subsequent_indent="  "))
+    print(textwrap.fill(line, 80, subsequent_indent="  ", break_on_hyphens=False))
 
 # %%
 # The published settings were tuned by the study for 128 epochs of CIFAR-10; on a run this

@@ -318,7 +318,7 @@ if ENTROPY is not None:
     )
 print("\nFindings")
 for line in lines:
-    print(textwrap.fill(line, 80, subsequent_indent="  "))
+    print(textwrap.fill(line, 80, subsequent_indent="  ", break_on_hyphens=False))
 
 # %%
 # The published settings were tuned by the study for 64 epochs of PTB at batch 128; on a
