@@ -42,7 +42,8 @@ from torch import Tensor, nn
 
 from ._checks import check_int
 from ._params import flatten, select_params, unflatten
-from ._progress import progress_bar
+from ._progress import Callback, Progress, check_callback, notify, progress_bar
+from ._public import public_dir
 from ._random import Seed, make_generator
 from .risk import EVALUATION_ONLY, EmpiricalRisk, Output, check_metrics
 
@@ -55,6 +56,8 @@ __all__ = [
     "LandscapeLine",
     "LandscapeSurface",
 ]
+
+__dir__ = public_dir(globals())
 
 Direction = Tensor | Sequence[Tensor]
 
@@ -76,6 +79,8 @@ class LandscapeLine:
         Euclidean norm of the direction (for :func:`interpolate`, of ``theta_b - theta_a``).
     num_data : int
         Number of samples every point averages over.
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the sweep: the points not evaluated are NaN.
 
     Examples
     --------
@@ -100,6 +105,7 @@ class LandscapeLine:
     metrics: dict[str, Tensor] = field(default_factory=dict)
     direction_norm: float = float("nan")
     num_data: int = 0
+    stopped: bool = False
 
     @property
     def alphas(self) -> Tensor:
@@ -107,7 +113,8 @@ class LandscapeLine:
         return self.coords
 
     def __repr__(self) -> str:
-        i = int(torch.argmin(self.loss)) if self.loss.numel() else 0
+        finite = torch.isfinite(self.loss)
+        i = int(torch.argmin(self.loss.masked_fill(~finite, math.inf))) if finite.any() else 0
         mets = f", metrics={list(self.metrics)}" if self.metrics else ""
         span = (
             f"[{float(self.coords[0]):.4g}, {float(self.coords[-1]):.4g}]"
@@ -115,13 +122,14 @@ class LandscapeLine:
             else "[]"
         )
         best = (
-            f", min loss {float(self.loss[i]):.6g} at {float(self.coords[i]):.4g}"
-            if self.loss.numel()
+            f", min loss {float(self.loss[i]):.4g} at {float(self.coords[i]):.4g}"
+            if finite.any()
             else ""
         )
         return (
             f"LandscapeLine({self.coords.numel()} points on {span}{best}{mets}, "
-            f"direction_norm={self.direction_norm:.4g}, num_data={self.num_data})"
+            f"direction_norm={self.direction_norm:.4g}, num_data={self.num_data}"
+            + (", stopped=True)" if self.stopped else ")")
         )
 
     def curvature(self, at: float = 0.0) -> float:
@@ -176,6 +184,8 @@ class LandscapeSurface:
         Norms of ``d1`` and ``d2``.
     num_data : int
         Number of samples every point averages over.
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the sweep: the points not evaluated are NaN.
 
     Examples
     --------
@@ -203,19 +213,18 @@ class LandscapeSurface:
     metrics: dict[str, Tensor] = field(default_factory=dict)
     direction_norms: tuple[float, float] = (float("nan"), float("nan"))
     num_data: int = 0
+    stopped: bool = False
 
     def __repr__(self) -> str:
         a, b = self.coords
         mets = f", metrics={list(self.metrics)}" if self.metrics else ""
-        lo = (
-            f", loss in [{float(self.loss.min()):.6g}, {float(self.loss.max()):.6g}]"
-            if (self.loss.numel())
-            else ""
-        )
+        fin = self.loss[torch.isfinite(self.loss)]
+        lo = f", loss in [{float(fin.min()):.4g}, {float(fin.max()):.4g}]" if fin.numel() else ""
         norms = ", ".join(f"{n:.4g}" for n in self.direction_norms)
         return (
             f"LandscapeSurface({a.numel()} x {b.numel()} grid{lo}{mets}, "
-            f"direction_norms=({norms}), num_data={self.num_data})"
+            f"direction_norms=({norms}), num_data={self.num_data}"
+            + (", stopped=True)" if self.stopped else ")")
         )
 
     def meshgrid(self) -> tuple[Tensor, Tensor]:
@@ -316,7 +325,9 @@ def eigen_directions(
 ) -> list[Tensor] | tuple[list[Tensor], Tensor]:
     r"""The eigenvectors of the ``num`` largest (algebraic) eigenvalues of a curvature operator.
 
-    Computed with :func:`curvlab.eigsh` (``which="LA"``); ordered by decreasing eigenvalue.
+    Computed with :func:`curvlab.eigsh` (``which="LA"``, and ``criterion="residual"`` unless
+    ``eigsh_kwargs`` says otherwise: a direction needs an accurate eigenvector, not only an
+    accurate eigenvalue); ordered by decreasing eigenvalue.
     Each vector has unit norm and a fixed sign (its entry of largest magnitude is positive), so
     that the same operator always gives the same directions.
 
@@ -351,15 +362,13 @@ def eigen_directions(
     >>> d1.abs().argmax().item(), d2.abs().argmax().item()
     (0, 2)
     """
-    try:
-        from .linalg import eigsh
-    except ImportError:  # pragma: no cover - before eigsh is re-exported by curvlab.linalg
-        from .linalg.lanczos import eigsh
+    from .linalg import eigsh
 
     num = check_int(num, "num")
     n = op.shape[0]
     if num > n:
         raise ValueError(f"num={num} directions asked but the operator has dimension {n}.")
+    eigsh_kwargs = {"criterion": "residual", **eigsh_kwargs}
     res = eigsh(op, k=num, which="LA", seed=seed, **eigsh_kwargs)
     vals = res.eigenvalues
     order = torch.argsort(vals, descending=True)
@@ -495,21 +504,29 @@ def _risk(model, loss_fn, data, params, metrics, check_deterministic, process_gr
     return risk, metrics
 
 
-def _sweep(risk: EmpiricalRisk, metrics, tensors, shape, what, progress, place):
+def _sweep(risk: EmpiricalRisk, metrics, tensors, shape, what, progress, place, callback=None):
     """Evaluate the loss and metrics at every point of a grid of ``shape``.
 
     ``place(base)``, with ``base`` the saved values of ``tensors``, is a generator that moves
     ``tensors`` to each point in turn and yields once there; the model is restored after.
-    Returns ``(loss, metrics)`` shaped ``shape``.
+    Returns ``(loss, metrics, stopped)``, ``loss`` and ``metrics`` shaped ``shape`` (NaN at the
+    points not evaluated when ``callback`` stopped the sweep).
     """
     vals = []
+    stopped = False
+    total = math.prod(shape)
     with _perturbation(tensors) as base:
-        with _progress(math.prod(shape), what, progress) as bar:
-            for _ in place(base):
+        with _progress(total, what, progress) as bar:
+            for i, _ in enumerate(place(base)):
                 ev = risk.evaluate(metrics)
                 vals.append(torch.stack([ev.loss, *[ev.metrics[k] for k in metrics]]))
                 bar.update(1)
-    return _results(vals, list(metrics), shape)
+                if notify(callback, i + 1, i + 1, ev.loss, None, index=i, metrics=ev.metrics):
+                    stopped = i + 1 < total
+                    break
+    if stopped:
+        vals += [torch.full_like(vals[0], math.nan)] * (total - len(vals))
+    return (*_results(vals, list(metrics), shape), stopped)
 
 
 @contextmanager
@@ -531,7 +548,7 @@ def _set_flat(tensors: list[Tensor], base: list[Tensor], delta: Tensor) -> None:
         p.copy_(b + d)
 
 
-def _progress(total: int, desc: str, progress):
+def _progress(total: int, desc: str, progress: Progress):
     # a bar on a terminal, plain lines in a log, or the user's callable (curvlab/_progress.py)
     return progress_bar(progress, total, desc, unit="points")
 
@@ -551,7 +568,8 @@ def line(
     steps: int = 41,
     params=None,
     metrics: Mapping[str, Callable] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
+    callback: Callback = None,
     check_deterministic: bool = True,
     process_group=None,
     output: Output = None,
@@ -574,6 +592,13 @@ def line(
     progress
         ``True`` (default): a progress bar on a terminal, plain lines in a log (no carriage
         returns); ``False``: silent; or a callable ``progress(done, total, info)``.
+    callback
+        ``None`` (default) or ``callback(iterate)``, called after every grid point with a
+        :class:`curvlab.Iterate`: ``iteration`` and ``products`` the points evaluated so far
+        (each a pass over ``data``), ``estimate`` the loss there (a device tensor),
+        ``info["index"]`` its flat index in the grid (row-major) and ``info["metrics"]``.
+        Returning ``True`` stops the sweep: the result has ``stopped=True`` and NaN at the
+        points not evaluated.
     check_deterministic, process_group, output
         As in :class:`~curvlab.EmpiricalRisk`: the data contract of the slice is the one of
         the operators (the model is evaluated in its current train/eval mode).
@@ -594,6 +619,7 @@ def line(
     >>> res.loss.shape
     torch.Size([5])
     """
+    check_callback(callback)
     risk, metrics = _risk(
         model, loss_fn, data, params, metrics, check_deterministic, process_group, output
     )
@@ -606,13 +632,16 @@ def line(
             _set_flat(tensors, base, a * d)
             yield
 
-    loss, mets = _sweep(risk, metrics, tensors, (len(coords),), "line", progress, place)
+    loss, mets, stopped = _sweep(
+        risk, metrics, tensors, (len(coords),), "line", progress, place, callback
+    )
     return LandscapeLine(
         coords=coords,
         loss=loss,
         metrics=mets,
         direction_norm=float(torch.linalg.vector_norm(d)),
         num_data=risk.num_data,
+        stopped=stopped,
     )
 
 
@@ -626,7 +655,8 @@ def surface(
     steps=41,
     params=None,
     metrics: Mapping[str, Callable] | None = None,
-    progress: bool = True,
+    progress: Progress = True,
+    callback: Callback = None,
     check_deterministic: bool = True,
     process_group=None,
     output: Output = None,
@@ -645,7 +675,7 @@ def surface(
         ``(low, high)`` for both axes, or ``((low_a, high_a), (low_b, high_b))``.
     steps
         Points per axis, or ``(steps_a, steps_b)``.
-    params, metrics, progress, check_deterministic, process_group, output
+    params, metrics, progress, callback, check_deterministic, process_group, output
         As in :func:`line`.
 
     Returns
@@ -664,6 +694,7 @@ def surface(
     >>> surface(model, nn.MSELoss(), data, dirs, steps=3, progress=False).loss.shape
     torch.Size([3, 3])
     """
+    check_callback(callback)
     risk, metrics = _risk(
         model, loss_fn, data, params, metrics, check_deterministic, process_group, output
     )
@@ -681,13 +712,16 @@ def surface(
                 yield
 
     shape = (len(ca), len(cb))
-    loss, mets = _sweep(risk, metrics, tensors, shape, "surface", progress, place)
+    loss, mets, stopped = _sweep(
+        risk, metrics, tensors, shape, "surface", progress, place, callback
+    )
     return LandscapeSurface(
         coords=(ca, cb),
         loss=loss,
         metrics=mets,
         direction_norms=(float(torch.linalg.vector_norm(d1)), float(torch.linalg.vector_norm(d2))),
         num_data=risk.num_data,
+        stopped=stopped,
     )
 
 
@@ -701,7 +735,8 @@ def interpolate(
     steps: int = 41,
     metrics: Mapping[str, Callable] | None = None,
     buffers: bool = True,
-    progress: bool = True,
+    progress: Progress = True,
+    callback: Callback = None,
     check_deterministic: bool = True,
     process_group=None,
     output: Output = None,
@@ -716,7 +751,7 @@ def interpolate(
     ----------
     model_a, model_b
         Two models of the same architecture.
-    loss_fn, data, metrics, progress, check_deterministic, process_group, output
+    loss_fn, data, metrics, progress, callback, check_deterministic, process_group, output
         As in :func:`line`.
     span, steps
         The coordinates ``a = torch.linspace(*span, steps)``.
@@ -739,6 +774,7 @@ def interpolate(
     >>> interpolate(a, b, nn.MSELoss(), data, steps=5, progress=False).coords.tolist()
     [-0.5, 0.0, 0.5, 1.0, 1.5]
     """
+    check_callback(callback)
     for m in (model_a, model_b):
         if not isinstance(m, nn.Module):
             raise TypeError(f"models must be torch.nn.Module, got {type(m).__name__}.")
@@ -784,7 +820,14 @@ def interpolate(
             yield
 
     shape = (len(coords),)
-    loss, mets = _sweep(risk, metrics, tensors, shape, "interpolate", progress, place)
+    loss, mets, stopped = _sweep(
+        risk, metrics, tensors, shape, "interpolate", progress, place, callback
+    )
     return LandscapeLine(
-        coords=coords, loss=loss, metrics=mets, direction_norm=norm, num_data=risk.num_data
+        coords=coords,
+        loss=loss,
+        metrics=mets,
+        direction_norm=norm,
+        num_data=risk.num_data,
+        stopped=stopped,
     )

@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._progress import Progress
+from ._public import public_dir
 from ._random import Seed, draw_seed, make_generator
 from .linalg import eigsh
 from .linalg import trace as _trace
@@ -54,8 +56,9 @@ __all__ = ["CurvatureTracker", "CurvatureRecord", "track_training"]
 _OPERATORS = {"hessian": HessianOperator, "ggn": GGNOperator}
 #: eigsh settings of the tracker unless ``eigsh_kwargs`` says otherwise: a relative residual
 #: of 1e-4 gives eigenvalues to about 1e-8 relative (the error is about residual^2 / gap), and
-#: float32 products cannot reach eigsh's own default of 1e-6 (see the estimators guide)
-_EIGSH_DEFAULTS = {"tol": 1e-4}
+#: float32 products cannot reach eigsh's own default of 1e-6 (see the estimators guide); the
+#: residual criterion keeps the eigenvectors accurate too (they are the next warm start)
+_EIGSH_DEFAULTS = {"tol": 1e-4, "criterion": "residual"}
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -139,11 +142,11 @@ class CurvatureRecord:
 
     def __repr__(self) -> str:
         vals = ", ".join(f"{v:.6g}" for v in self.eigenvalues)
-        extra = "" if self.trace is None else f", trace={self.trace:.6g}"
+        extra = "" if self.trace is None else f", trace={self.trace:.4g}"
         if self.spectral_bias is not None:
             extra += f", spectral_bias={len(self.spectral_bias)} freqs"
         return (
-            f"CurvatureRecord(step={self.step}, eigenvalues=[{vals}], loss={self.loss:.6g}"
+            f"CurvatureRecord(step={self.step}, eigenvalues=[{vals}], loss={self.loss:.4g}"
             f"{extra}, num_matvecs={self.num_matvecs}, converged={self.converged}, "
             f"warm={self.warm})"
         )
@@ -228,10 +231,17 @@ class CurvatureTracker:
     warm_start
         Start each solve from the previous record's eigenvectors (default ``True``).
     eigsh_kwargs
-        Further arguments of :func:`curvlab.eigsh` (``tol`` defaults to ``1e-4`` here;
+        Further arguments of :func:`curvlab.eigsh` (``tol`` defaults to ``1e-4`` and
+        ``criterion`` to ``"residual"`` here;
         ``check_multiplicity``, ``max_matvecs``, ``block_size``...). ``v0`` is the tracker's.
     operator_kwargs
         Further arguments of the operator (``mode``, ``batch_columns``, ``mc_samples``...).
+    progress
+        Progress of each record, which can take minutes on a large model: ``False``
+        (default): silent. ``True``: a bar on a terminal (plain lines in a log) for the
+        eigenvalue solve and the trace of every record; or a callable
+        ``progress(done, total, info)``, passed to :func:`curvlab.eigsh` and
+        :func:`curvlab.trace` (``eigsh_kwargs["progress"]`` overrides it for the solve).
 
     Notes
     -----
@@ -280,6 +290,7 @@ class CurvatureTracker:
         warm_start: bool = True,
         eigsh_kwargs: Mapping[str, Any] | None = None,
         operator_kwargs: Mapping[str, Any] | None = None,
+        progress: Progress = False,
     ):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}.")
@@ -313,6 +324,12 @@ class CurvatureTracker:
         self.warm_start = bool(warm_start)
         self.eigsh_kwargs = {**_EIGSH_DEFAULTS, **eigsh_kwargs}
         self.operator_kwargs = dict(operator_kwargs or {})
+        if not (progress is None or isinstance(progress, bool) or callable(progress)):
+            raise TypeError(
+                "progress must be True, False or a callable progress(done, total, info), got "
+                f"{type(progress).__name__}."
+            )
+        self.progress = progress
         self._gen, self.seed = make_generator(seed)
         self.reset()
 
@@ -371,11 +388,12 @@ class CurvatureTracker:
             if self.warm_start and prev is not None and prev.shape[0] == op.shape[0]:
                 b = self.eigsh_kwargs.get("block_size") or 1
                 v0 = prev if prev.shape[1] <= b else prev.sum(dim=1)
-            res = eigsh(op, k=self.k, seed=gen, v0=v0, **self.eigsh_kwargs)
+            kwargs = {"progress": self.progress, **self.eigsh_kwargs}
+            res = eigsh(op, k=self.k, seed=gen, v0=v0, **kwargs)
             matvecs = res.num_matvecs
             tr = tr_err = None
             if self.trace:
-                t = _trace(op, num_matvecs=self.trace_samples, seed=gen)
+                t = _trace(op, num_matvecs=self.trace_samples, seed=gen, progress=self.progress)
                 tr, tr_err, matvecs = t.estimate, t.std_error, matvecs + t.num_matvecs
             loss = float(op.risk.evaluate().loss)
             sb = None
@@ -649,5 +667,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__dir__ = public_dir(globals(), extra=_LAZY)

@@ -535,3 +535,36 @@ def test_interpolate_between_frozen_models():
         ref = [nn.functional.mse_loss(m(X), y) for m in (a, b)]
     torch.testing.assert_close(res.loss[0], ref[0], rtol=1e-12, atol=0)
     torch.testing.assert_close(res.loss[2], ref[1], rtol=1e-12, atol=0)
+
+
+def test_callback_stops_a_surface_and_an_interpolation():
+    model, data = regression_problem(0)
+    loss_fn = nn.MSELoss()
+    snap = snapshot(model)
+    dirs = ls.random_directions(model, seed=0)
+    full = ls.surface(model, loss_fn, data, dirs, steps=(4, 3), progress=False)
+    seen = []
+
+    def cb(it):
+        seen.append((it.iteration, it.products, it.info["index"], float(it.estimate)))
+        return it.iteration >= 5
+
+    part = ls.surface(model, loss_fn, data, dirs, steps=(4, 3), progress=False, callback=cb)
+    assert part.stopped and not full.stopped
+    flat, ref = part.loss.reshape(-1), full.loss.reshape(-1)
+    torch.testing.assert_close(flat[:5], ref[:5])  # row-major: the first five points
+    assert torch.isnan(flat[5:]).all()
+    assert [s[:3] for s in seen] == [(i, i, i - 1) for i in range(1, 6)]
+    assert [s[3] for s in seen] == pytest.approx(ref[:5].tolist(), rel=1e-12)
+    assert_identical(model, snap)  # the model is restored after a stop too
+    other, _ = regression_problem(1)
+    never = ls.interpolate(
+        model, other, loss_fn, data, steps=5, progress=False, callback=lambda it: False
+    )
+    last = ls.interpolate(
+        model, other, loss_fn, data, steps=5, progress=False, callback=lambda it: it.iteration == 5
+    )  # a stop on the last point
+    assert not never.stopped and not last.stopped
+    torch.testing.assert_close(never.loss, last.loss)
+    with pytest.raises(TypeError, match="callback must be None or a callable"):
+        ls.line(model, loss_fn, data, dirs[0], steps=3, progress=False, callback=1)

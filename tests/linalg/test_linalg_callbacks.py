@@ -158,3 +158,43 @@ def test_cg_stopped_is_the_iterate_of_that_many_steps():
     full = cg(op, b, callback=lambda it: None, progress=lambda d, t, i: None)
     assert full.converged and not full.stopped
     assert torch.allclose(op.matrix @ full.x, b, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- spectral gap
+def test_spectral_gap_passes_callback_and_progress_to_eigsh():
+    from curvlab import spectral_gap
+
+    eigs = torch.linspace(0.0, 1.0, 60, dtype=torch.float64)
+    eigs[-1], eigs[-2] = 12.0, 6.0
+    op = with_spectrum(eigs, seed=0)
+    log, done = [], []
+    gap = spectral_gap(op, seed=0, callback=log.append, progress=lambda d, t, i: done.append(d))
+    assert gap.lambda1 == pytest.approx(12.0, rel=1e-9) and gap.ratio == pytest.approx(2.0)
+    assert log and done and done[-1] <= gap.num_matvecs
+    stopped = spectral_gap(op, seed=0, tol=1e-12, callback=lambda it: True)
+    assert stopped.stopped and not stopped.converged and stopped.num_matvecs < gap.num_matvecs
+    assert not gap.stopped and "stopped=True" in repr(stopped)
+    with pytest.raises(TypeError, match="callback must be None or a callable"):
+        spectral_gap(op, callback=1)
+
+
+# ------------------------------------------------------------------- no host sync added
+def test_callback_and_progress_add_no_host_sync():
+    from host_syncs import count_syncs
+
+    def syncs(fn):
+        with count_syncs() as c:
+            fn()
+        return c["n"]
+
+    g = torch.Generator().manual_seed(0)
+    op = with_spectrum(torch.rand(120, generator=g, dtype=torch.float64), seed=0)
+    quiet = {"callback": lambda it: None, "progress": lambda done, total, info: None}
+    for fn in (trace, diagonal):
+        plain = syncs(lambda fn=fn: fn(op, num_matvecs=24, seed=0, batch_size=4))
+        assert syncs(lambda fn=fn: fn(op, num_matvecs=24, seed=0, batch_size=4, **quiet)) == plain
+    plain = syncs(lambda: power_iteration(op, tol=0.0, max_iter=20, seed=0))
+    assert syncs(lambda: power_iteration(op, tol=0.0, max_iter=20, seed=0, **quiet)) == plain
+    b = torch.ones(120, dtype=torch.float64)
+    plain = syncs(lambda: cg(op, b, max_iter=15))
+    assert syncs(lambda: cg(op, b, max_iter=15, **quiet)) == plain
