@@ -13,21 +13,22 @@ B2. The step-size family on a ResNet-18
 
    **This page** runs the six at the study's published ResNet-18 settings on an embedded
    stand-in, three seeds, and reports training loss and test accuracy per epoch with their
-   spread. ``CURVLAB_FULL=1`` runs the published size: ResNet-18 (11M parameters) on
+   spread. ``CURVLAB_FULL=1`` runs the published size: the full-width ResNet-18 on
    CIFAR-10 for 128 epochs, and first tunes every optimizer with Optuna's TPE sampler over
    the study's box (``B_TUNE_TRIALS`` trials of ``B_TUNE_EPOCHS`` epochs each, 20 and 4 by
    default); this needs a GPU. ``CURVLAB_ORIGINAL=1`` runs the full size at the published
    settings only, with the original's probes (row sums for SSDH and SADH, Gaussian for
    the Sophia-style rule) and its four seeds.
 
-   **Not here:** the original's per-iteration logs and its data augmentation (none here);
+   **Not here:** the original's per-iteration logs and its data augmentation (random
+   crops with 4-pixel padding and horizontal flips; none here);
    tuning at the default size (a trial costs as much as a run, so the default uses the
    published settings; with so short a run they favour some optimizers over others, which
    the page cannot correct).
 
    **Data:** default: scikit-learn's digits (embedded; 8x8, 1,437 training and 360 test
-   images) for a ResNet-18 of one eighth of the width (widths 8-16-32-64, 176k
-   parameters). Full size: CIFAR-10's python version (the ``cifar-10-batches-py`` folder
+   images) for a ResNet-18 of one eighth of the width (widths 8-16-32-64; the script
+   prints its size). Full size: CIFAR-10's python version (the ``cifar-10-batches-py`` folder
    with ``data_batch_1`` ... ``data_batch_5`` and ``test_batch``) in the folder named by
    ``CURVLAB_CIFAR10`` (or ``$CURVLAB_DATA/cifar-10-batches-py``).
 
@@ -123,6 +124,8 @@ if TRAIN_LIMIT:
 X, y, X_test, y_test = (t.to(DEVICE) for t in (X, y, X_test, y_test))
 BATCH = 256
 print(f"{len(X)} training and {len(X_test)} test images of shape {tuple(X.shape[1:])}")
+if not (FULL or SMOKE):  # the sizes the box above states
+    assert (len(X), len(X_test), X.shape[-1]) == (1437, 360, 8)
 
 
 def new_model(seed):
