@@ -203,8 +203,13 @@ def _machine_line(res: dict) -> str:
     )
 
 
+def summary_workloads(res: dict) -> list[str]:
+    """The workloads of the summary: those measured in this run, in order."""
+    return [w for w in WORKLOADS if summary_key(res, w)]
+
+
 def summary_rows(res: dict) -> list[list]:
-    keys = [summary_key(res, w) for w in WORKLOADS]
+    keys = [summary_key(res, w) for w in summary_workloads(res)]
     tol = res.get("config", {}).get("target_error", 1e-4)
     k = res.get("config", {}).get("top_k", 10)
     rows = []
@@ -279,15 +284,15 @@ def summary_block(res: dict, chart_name: str = "benchmarks.png") -> list[str]:
         f"ladder of settings) and curvlab its default call. The spectral density compares "
         f"one probe of 100 Lanczos steps each; the AdaHessian step, torch-optimizer's "
         f"against curvlab's preset of it, timed round-robin in one process (second line: "
-        f"peak memory, curvlab over torch-optimizer). Workloads after training; W1-W4 are "
-        f"described below.",
+        f"peak memory, curvlab over torch-optimizer). Workloads after training, described "
+        f"below.",
         "",
     ]
     lines += _table(
         "curvlab against each peer (speed-up; default error, curvlab vs peer)",
-        ["peer", "task", *WORKLOADS],
+        ["peer", "task", *summary_workloads(res)],
         summary_rows(res),
-        widths=[18, 18, 16, 16, 16, 16],
+        widths=[18, 18, *[16] * len(summary_workloads(res))],
     )
     lines += _correct_by_default(res)
     lines += [
@@ -356,7 +361,7 @@ def _weak_spots(res: dict) -> list[str]:
                 f"{100 * s['top10_share']:.0f} % of ||H||_F^2, and what is left outside them "
                 f"is still {rest:.0f} times the diagonal's energy. Hutchinson's error at {m} "
                 f"products should then be about sqrt({s['offdiag_over_diag']:.0f}/{m}) = "
-                f"{s['hutchinson_predicted_error']:.1f}; the measured errors are "
+                f"{100 * s['hutchinson_predicted_error']:.0f} %; the measured errors are "
                 f"{_range_pct(errs)}"
             )
         out.append(

@@ -427,7 +427,7 @@ def test_summary_table_compares_curvlab_with_each_peer():
     assert rows[("hessian-eigenthings", "top eigenvalue")][0][0] == "2.00x"
     assert rows[("PyHessian", "spectral density")][0][0] == "2.00x"  # 300 / 150
     assert rows[("torch-optimizer", "AdaHessian step")][0][0] == "1.10x"
-    assert rows[("PyHessian", "top eigenvalue")][1:] == ["-", "-", "-"]  # W2-W4 absent
+    assert len(rows[("PyHessian", "top eigenvalue")]) == 1  # W2-W4 not in this run
 
 
 def test_render_writes_a_page_for_users(tmp_path):
