@@ -70,7 +70,7 @@ QUICK = {
         "density_probes": 10,
         "density_steps": 100,
         "ladder_budget_G": 3000,
-        "worker_timeout": 900,
+        "worker_timeout": 1800,
         "max_exact_n": 0,  # no unit-vector reference diagonal (W4: half an hour)
         # the peers' SLQ takes minutes on W2-W4; PyHessian's one probe is what the
         # target compares
