@@ -235,7 +235,11 @@ def summary_rows(res: dict) -> list[list]:
     cells = []
     for key in keys:
         c = adahessian_comparison(res, key) if key else None
-        cells.append("-" if c is None else [_x(c["speedup"]), f"memory {_f(c['memory'])}x"])
+        cells.append(
+            "-"
+            if c is None
+            else [_x(c["speedup"]), f"memory {_f(c['memory'])}x" if c["memory"] else ""]
+        )
     if any(c != "-" for c in cells):
         rows.append(["torch-optimizer", "AdaHessian step", *cells])
     return rows
