@@ -205,4 +205,3 @@ def warn_unconverged(what: str, res, tol: float) -> None:
         ConvergenceWarning,
         stacklevel=user_stacklevel(),
     )
-

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int
-from .._progress import Progress, progress_bar
+from .._progress import Callback, Progress, check_callback, progress_bar
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import check_operator, defers_checks, rademacher, work_dtype
@@ -26,6 +26,7 @@ def spectral_density(
     reorthogonalize: bool = True,
     probes: Tensor | None = None,
     progress: Progress = False,
+    callback: Callback = None,
 ) -> SpectralDensity:
     r"""Estimate the eigenvalue density of a symmetric operator by stochastic Lanczos quadrature.
 
@@ -65,6 +66,12 @@ def spectral_density(
         ``False`` (default): silent. ``True``: a progress bar on a terminal, plain lines in a
         log. A callable ``progress(done, total, info)`` is called after every Lanczos step with
         the products done, ``num_iter * num_probes`` and ``{"step": i}``.
+    callback
+        ``callback(iterate)`` after every Lanczos step with a :class:`~curvlab.Iterate`: the
+        products so far, the step's diagonal entries ``alpha (P,)`` as ``estimate`` and the new
+        norms ``beta (P,)`` as ``residual`` (device tensors). Returning ``True`` stops after
+        that step: the density is then the Gauss quadrature of the steps done (fewer nodes,
+        still exact for polynomials of degree ``2 steps - 1``), and ``stopped`` is ``True``.
 
     Returns
     -------
@@ -90,6 +97,7 @@ def spectral_density(
     """
     n = check_operator(op)
     num_iter = check_int(num_iter, "num_iter")
+    check_callback(callback)
     if probes is None:
         num_probes = check_int(num_probes, "num_probes")
         gen, used_seed = make_generator(seed, op.device)
@@ -103,8 +111,8 @@ def spectral_density(
         num_probes = Z.shape[1]
         used_seed = None
     with progress_bar(progress, num_iter * num_probes, "spectral_density", "products") as bar:
-        alpha, beta, lengths, _, _, nmv = _lanczos_batched(
-            op, Z, num_iter, reorthogonalize=reorthogonalize, bar=bar
+        alpha, beta, lengths, _, _, nmv, stopped = _lanczos_batched(
+            op, Z, num_iter, reorthogonalize=reorthogonalize, bar=bar, callback=callback
         )
     # all probes' tridiagonal eigenproblems at once, on the device (float64; float32 where
     # float64 is unsupported). A probe that stopped after L < m steps is padded with a
@@ -136,4 +144,5 @@ def spectral_density(
         num_matvecs=nmv,
         seed=used_seed,
         dim=n,
+        stopped=stopped,
     )

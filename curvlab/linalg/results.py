@@ -369,6 +369,8 @@ class SpectralDensity:
         The integer seed of the probes (``None`` when the probes were given).
     dim : int or None
         ``n``, the operator's size (``dim * moment(1)`` estimates the trace).
+    stopped : bool
+        ``True`` when a ``callback=`` stopped the recurrences early (fewer nodes per probe).
 
     Examples
     --------
@@ -385,6 +387,7 @@ class SpectralDensity:
     num_matvecs: int
     seed: int | None
     dim: int | None = None
+    stopped: bool = False
 
     def __repr__(self) -> str:
         m = self.nodes.shape[1] if self.nodes.dim() == 2 else self.nodes.numel()

@@ -131,6 +131,12 @@ class EmpiricalRiskOperator(CurvatureOperator):
         (:meth:`curvlab.EmpiricalRisk.loss_and_gradient`)."""
         return self.risk.loss_and_gradient()
 
+    def gradient(self) -> Tensor:
+        """The gradient of the empirical risk (flat, in parameter order): one pass over the
+        data, or none where the operator keeps the first-order graphs (the start of
+        ``eigsh(op, v0="gradient")``)."""
+        return self.risk.loss_and_gradient()[1]
+
     # -- products --------------------------------------------------------------------------
     def _batch_matmat(self, batch: Batch, V: list[Tensor], k: int) -> list[Tensor]:
         """Contribution of one (weighted) batch to the product; ``V`` is unflattened into

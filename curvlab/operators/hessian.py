@@ -9,6 +9,8 @@ import torch
 from torch import Tensor, nn
 
 from .._autograd import grad_with_graph, hvp_fwd_rev, vjp_batched, vmap_or_loop
+from .._distributed import all_reduce_checked
+from .._params import flatten
 from ..risk import Batch, Output, fingerprint, user_stacklevel
 from .empirical import EmpiricalRiskOperator
 
@@ -164,6 +166,35 @@ class HessianOperator(EmpiricalRiskOperator):
             with torch.enable_grad():
                 self._total = [sum(parts) for parts in zip(*(g for g, _ in self._graphs.values()))]
         return out
+
+    def gradient(self) -> Tensor:
+        """The gradient of the empirical risk (flat). With graph reuse on (``rev-rev``,
+        ``graph_cache_mb > 0``) the pass keeps each batch's first-order graph within the
+        budget, so the next product reuses them: the gradient then costs no extra pass."""
+        if not self._caching():
+            return super().gradient()
+        key = self._params_key()
+        if key != self._graph_key:
+            self.clear_cache()
+            self._graph_key = key
+        total = torch.zeros(self.shape[0], dtype=self.dtype, device=self.device)
+        error = None
+        try:
+            self._mismatch = None
+            with torch.enable_grad():
+                for b in self.risk.batches():
+                    g, _ = self._gradient_graph(b)
+                    total += flatten([t.detach() for t in g])
+            if len(self._graphs) == len(self.risk.batch_sizes) > 1:
+                with torch.enable_grad():
+                    self._total = [
+                        sum(parts) for parts in zip(*(g for g, _ in self._graphs.values()))
+                    ]
+        except (TypeError, ValueError, RuntimeError) as err:
+            self.clear_cache()
+            error = err
+        all_reduce_checked([total], error, self.risk.process_group)
+        return total
 
     def _gradient_graph(self, batch: Batch):
         """The batch's gradient with its graph, and whether the graph is kept for reuse."""
