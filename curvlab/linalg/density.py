@@ -23,7 +23,7 @@ def spectral_density(
     num_probes: int = 10,
     num_iter: int = 100,
     seed: Seed = None,
-    reorthogonalize: bool = True,
+    reorthogonalize: bool = False,
     probes: Tensor | None = None,
     progress: Progress = False,
     callback: Callback = None,
@@ -56,9 +56,14 @@ def spectral_density(
     seed
         Seed of the probes (int or :class:`torch.Generator`).
     reorthogonalize
-        Full reorthogonalization (default). It keeps the basis, ``num_iter * num_probes``
-        vectors of length ``n``; without it memory is ``O(n P)`` and the quadrature is still
-        accurate for the density (converged Ritz values then appear with split weights).
+        Full reorthogonalization of each probe's basis (off by default). Without it memory is
+        ``O(n P)`` and converged Ritz values appear as several nodes with split weights, which
+        leaves the density unchanged: on a trained digits MLP (n = 4,810, float32, 10 probes x
+        100 steps) the smoothed densities with and without it differ by 4e-7 in L1, against
+        2.2e-3 between two seeds, and it costs a third of the run. Turn it on
+        (``num_iter * num_probes`` stored vectors of length ``n``) for the individual nodes,
+        e.g. to read off extreme eigenvalues, or when ``num_iter`` approaches ``n`` (then a
+        probe's Krylov space is detected as invariant and its quadrature is exact).
     probes
         Optional ``(n, P)`` probe block to use instead of random ones (overrides
         ``num_probes``; ``seed`` is then unused).
