@@ -27,8 +27,10 @@ from torch.func import grad
 
 from ._autograd import hvp_fwd_rev, linearize
 from ._params import flatten, unflatten_dict
+from ._public import public_dir
 
 __all__ = ["hvp", "ggnvp", "MODES"]
+__dir__ = public_dir(globals())
 
 MODES = ("rev-rev", "fwd-rev")
 

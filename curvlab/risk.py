@@ -52,8 +52,10 @@ from torch import Tensor, nn
 from ._autograd import call_functional
 from ._distributed import all_reduce_checked, resolve_group, unwrap_ddp
 from ._params import flatten, select_params
+from ._public import public_dir
 
 __all__ = ["EmpiricalRisk", "Batch", "Evaluation", "model_output", "predict"]
+__dir__ = public_dir(globals())
 
 Output = str | int | Callable[[Any, tuple], Tensor] | None
 

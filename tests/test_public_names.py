@@ -16,39 +16,7 @@ import pytest
 import curvlab
 
 #: modules whose dir() still lists imported helpers (owned elsewhere; see the module docstring)
-PENDING = {
-    "curvlab.func",
-    "curvlab.risk",
-    "curvlab.linalg.density",
-    "curvlab.linalg.lanczos",
-    "curvlab.operators.base",
-    "curvlab.operators.dense",
-    "curvlab.operators.empirical",
-    "curvlab.operators.fisher",
-    "curvlab.operators.ggn",
-    "curvlab.operators.hessian",
-    "curvlab.optim.apollo",
-    "curvlab.optim.blocks",
-    "curvlab.optim.hf",
-    "curvlab.optim.lightning",
-    "curvlab.optim.newton",
-    "curvlab.optim.newton_cg",
-    "curvlab.optim.scrn",
-    "curvlab.optim.sophia",
-    "curvlab.optim.stepsize",
-    "curvlab.problems.attention",
-    "curvlab.problems.classification",
-    "curvlab.problems.digits",
-    "curvlab.problems.lenet",
-    "curvlab.problems.matrix_factorization",
-    "curvlab.problems.mlp",
-    "curvlab.problems.problem",
-    "curvlab.problems.rahimi_recht",
-    "curvlab.problems.resnet",
-    "curvlab.problems.sinusoids",
-    "curvlab.problems.transformer",
-    "curvlab.problems.vision",
-}
+PENDING: set[str] = set()
 
 
 def public_modules() -> list[str]:

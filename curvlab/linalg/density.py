@@ -7,6 +7,7 @@ from torch import Tensor
 
 from .._checks import check_int
 from .._progress import Callback, Progress, check_callback, progress_bar
+from .._public import public_dir
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import check_operator, defers_checks, rademacher, work_dtype
@@ -14,6 +15,7 @@ from .lanczos import _lanczos_batched
 from .results import SpectralDensity
 
 __all__ = ["spectral_density"]
+__dir__ = public_dir(globals())
 
 
 @defers_checks

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .._checks import check_int, check_nonneg
 from .._progress import Callback, Progress, check_callback, notify, progress_bar
+from .._public import public_dir
 from .._random import Seed, make_generator
 from ._protocol import OperatorLike
 from ._utils import (
@@ -32,6 +33,7 @@ from ._utils import (
 from .results import EigenResult, LanczosResult
 
 __all__ = ["lanczos", "eigsh", "WHICH"]
+__dir__ = public_dir(globals())
 
 #: The spectrum ends :func:`eigsh` can target.
 WHICH = ("LA", "SA", "LM", "BE")

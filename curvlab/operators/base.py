@@ -14,12 +14,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .._public import public_dir
+
 __all__ = [
     "CurvatureOperator",
     "IdentityOperator",
     "SumOperator",
     "ScaledOperator",
 ]
+__dir__ = public_dir(globals())
 
 
 class CurvatureOperator:

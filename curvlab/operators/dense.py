@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._public import public_dir
 from .base import CurvatureOperator
 
 __all__ = ["DenseOperator"]
+__dir__ = public_dir(globals())
 
 
 class DenseOperator(CurvatureOperator):

@@ -15,10 +15,12 @@ from torch import Tensor, nn
 from .._autograd import curvature_pass, padding_rows
 from .._distributed import all_reduce_checked
 from .._params import unflatten
+from .._public import public_dir
 from ..risk import Batch, EmpiricalRisk, Output
 from .base import CurvatureOperator
 
 __all__ = ["EmpiricalRiskOperator"]
+__dir__ = public_dir(globals())
 
 _CONV_MODULES = (nn.modules.conv._ConvNd,)
 

@@ -7,11 +7,13 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 from .._autograd import jvp_by_double_vjp, linearize, vjp_batched, vmap_or_loop
+from .._public import public_dir
 from ..risk import Output
 from ._losses import check_known, per_sample_terms
 from .empirical import EmpiricalRiskOperator
 
 __all__ = ["EmpiricalFisherOperator"]
+__dir__ = public_dir(globals())
 
 
 class EmpiricalFisherOperator(EmpiricalRiskOperator):

@@ -10,6 +10,7 @@ from torch import nn
 
 from .._autograd import jvp_by_double_vjp, linearize, vjp_batched, vmap_or_loop
 from .._checks import check_int
+from .._public import public_dir
 from .._random import Seed, make_generator
 from ..risk import Output
 from ._losses import (
@@ -22,6 +23,7 @@ from ._losses import (
 from .empirical import EmpiricalRiskOperator
 
 __all__ = ["GGNOperator"]
+__dir__ = public_dir(globals())
 
 
 class GGNOperator(EmpiricalRiskOperator):

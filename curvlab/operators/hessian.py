@@ -11,10 +11,12 @@ from torch import Tensor, nn
 from .._autograd import grad_with_graph, hvp_fwd_rev, vjp_batched, vmap_or_loop
 from .._distributed import all_reduce_checked
 from .._params import flatten
+from .._public import public_dir
 from ..risk import Batch, Output, fingerprint, user_stacklevel
 from .empirical import EmpiricalRiskOperator
 
 __all__ = ["HessianOperator"]
+__dir__ = public_dir(globals())
 
 
 class HessianOperator(EmpiricalRiskOperator):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_beta, check_int, check_nonneg
+from .._public import public_dir
 from ._base import CurvatureOptimizer
 from ._context import StepContext
 
 __all__ = ["Apollo"]
+__dir__ = public_dir(globals())
 
 REBOUNDS = ("constant", "belief")
 WEIGHT_DECAY_TYPES = ("L2", "decoupled", "stable")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .._public import public_dir
 from ._base import CurvatureOptimizer
 from ._closure import (
     ClosureError,
@@ -22,6 +23,7 @@ from ._closure import (
 from ._closure import trainable_params as _params_of
 
 __all__ = ["BlockOptimizer", "compose"]
+__dir__ = public_dir(globals())
 
 
 class BlockOptimizer:

@@ -35,10 +35,12 @@ except ImportError as err:  # pragma: no cover - the optional extra
 
 import torch
 
+from .._public import public_dir
 from ._base import CurvatureOptimizer
 from .blocks import BlockOptimizer
 
 __all__ = ["CurvatureTrainer", "curvature_optimizer_of"]
+__dir__ = public_dir(globals())
 
 
 def curvature_optimizer_of(optimizer: Any) -> CurvatureOptimizer | BlockOptimizer | None:

@@ -32,10 +32,12 @@ from typing import Any
 
 from torch import Tensor
 
+from .._public import public_dir
 from ._base import CurvatureOptimizer
 from .blocks import BlockOptimizer
 
 __all__ = ["CurvatureModule", "curvature_optimizer_of"]
+__dir__ = public_dir(globals())
 
 
 def curvature_optimizer_of(optimizer: Any) -> CurvatureOptimizer | BlockOptimizer | None:

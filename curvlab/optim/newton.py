@@ -8,11 +8,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_nonneg, check_positive
+from .._public import public_dir
 from ..linalg.solve import cg
 from ._base import GroupStepOptimizer
 from ._context import StepContext
 
 __all__ = ["DampedNewton"]
+__dir__ = public_dir(globals())
 
 VARIANTS = ("gradreg", "classic", "aic", "fixed")
 SOLVERS = ("cg", "dense")

@@ -10,6 +10,7 @@ from torch import Tensor
 from .._autograd import vjp_batched
 from .._checks import check_int, check_nonneg, check_positive
 from .._params import flatten, flatten_batched, unflatten
+from .._public import public_dir
 from ..linalg.solve import cg
 from ..operators.base import CurvatureOperator
 from ._base import CurvatureOptimizer
@@ -17,6 +18,7 @@ from ._closure import ClosureError
 from ._context import StepContext
 
 __all__ = ["NewtonCG"]
+__dir__ = public_dir(globals())
 
 CURVATURES = ("hessian", "ggn")
 

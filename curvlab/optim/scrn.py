@@ -8,11 +8,13 @@ import torch
 from torch import Tensor
 
 from .._checks import check_int, check_nonneg, check_positive
+from .._public import public_dir
 from .._random import randn_flat
 from ._base import GroupStepOptimizer
 from ._context import StepContext
 
 __all__ = ["SCRN", "cauchy_step", "solve_tridiagonal_cubic"]
+__dir__ = public_dir(globals())
 
 SUBSOLVERS = ("gd", "lanczos")
 

@@ -7,11 +7,13 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import check_positive
+from .._public import public_dir
 from ._clipped_momentum import ClippedMomentumOptimizer
 from ._closure import ClosureError, take_gradient
 from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["Sophia"]
+__dir__ = public_dir(globals())
 
 ESTIMATORS = ("hutchinson", "gnb")
 ESTIMATOR_ALIASES = {

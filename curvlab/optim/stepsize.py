@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import torch
 
+from .._public import public_dir
 from ._clipped_momentum import ClippedMomentumOptimizer
 from ._context import StepContext, hutchinson_diagonal
 
 __all__ = ["SSDH", "SADH", "SSVP", "StepSizeOptimizer"]
+__dir__ = public_dir(globals())
 
 
 class StepSizeOptimizer(ClippedMomentumOptimizer):

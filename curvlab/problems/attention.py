@@ -7,10 +7,12 @@ from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
 from .._checks import check_int
+from .._public import public_dir
 from .._random import check_seed, make_generator
 from .problem import Problem, Seed, loaders, seeded_init
 
 __all__ = ["SelfAttention", "attention_regression"]
+__dir__ = public_dir(globals())
 
 
 class SelfAttention(nn.MultiheadAttention):

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from .._checks import check_int
+from .._public import public_dir
 from .._random import check_seed, make_generator
 from .digits import digits
 from .lenet import LeNet5
@@ -19,6 +20,7 @@ from .transformer import Transformer
 from .vision import VISION_DATASETS, vision
 
 __all__ = ["image_classification", "CLASSIFIERS"]
+__dir__ = public_dir(globals())
 
 # name -> (default size, default channels or None for the data's own, builder(size, channels))
 CLASSIFIERS = {

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 from .._checks import check_int, check_real
+from .._public import public_dir
 from .._random import check_seed
 
 __all__ = ["digits"]
+__dir__ = public_dir(globals())
 
 SPLITS = ("train", "test", "all")
 

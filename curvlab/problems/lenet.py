@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .._public import public_dir
+
 __all__ = ["LeNet5", "LENET_VARIANTS"]
+__dir__ = public_dir(globals())
 
 LENET_VARIANTS = ("tanh", "relu", "batchnorm")
 

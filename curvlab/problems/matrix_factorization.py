@@ -7,10 +7,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .._checks import check_int, check_nonneg
+from .._public import public_dir
 from .._random import check_seed, make_generator
 from .problem import ObjectiveLoss, Problem, Seed
 
 __all__ = ["MatrixFactorization", "matrix_factorization"]
+__dir__ = public_dir(globals())
 
 
 class MatrixFactorization(nn.Module):

@@ -9,8 +9,10 @@ import torch
 from torch import nn
 
 from .._checks import check_int
+from .._public import public_dir
 
 __all__ = ["MLP", "DeepLinear"]
+__dir__ = public_dir(globals())
 
 _ACTIVATIONS = {
     "relu": nn.ReLU,

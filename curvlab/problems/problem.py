@@ -14,8 +14,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from .. import _random
 from .._checks import check_int
+from .._public import public_dir
 
 __all__ = ["Problem", "loaders", "RMSELoss", "ObjectiveLoss"]
+__dir__ = public_dir(globals())
 
 Seed = int | torch.Generator
 

@@ -8,11 +8,13 @@ import torch
 from torch.utils.data import TensorDataset
 
 from .._checks import check_int, check_real
+from .._public import public_dir
 from .._random import check_seed, make_generator
 from .mlp import DeepLinear
 from .problem import Problem, RMSELoss, Seed, loaders
 
 __all__ = ["rahimi_recht", "rahimi_recht_matrix", "PUBLISHED_CONDITION_NUMBERS"]
+__dir__ = public_dir(globals())
 
 PUBLISHED_CONDITION_NUMBERS: dict[float, tuple[float, float]] = {
     30.0: (29.3, 0.03),

@@ -8,8 +8,10 @@ from numbers import Integral
 from torch import Tensor, nn
 
 from .._checks import check_int
+from .._public import public_dir
 
 __all__ = ["ResNet", "BasicBlock"]
+__dir__ = public_dir(globals())
 
 
 class BasicBlock(nn.Module):

@@ -10,11 +10,13 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from .._checks import check_int
+from .._public import public_dir
 from .._random import check_seed, make_generator
 from .mlp import MLP
 from .problem import Problem, Seed, loaders, seeded_init
 
 __all__ = ["sinusoids", "SINUSOID_PRESETS"]
+__dir__ = public_dir(globals())
 
 SINUSOID_PRESETS = {
     # study E (seed 004): four sinusoids, no phases

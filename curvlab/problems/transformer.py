@@ -14,8 +14,10 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import check_int
+from .._public import public_dir
 
 __all__ = ["MathMultiheadAttention", "EncoderBlock", "Transformer"]
+__dir__ = public_dir(globals())
 
 
 class MathMultiheadAttention(nn.Module):

@@ -12,8 +12,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .._checks import check_int
+from .._public import public_dir
 
 __all__ = ["vision", "VISION_DATASETS", "DATA_ENV"]
+__dir__ = public_dir(globals())
 
 DATA_ENV = "CURVLAB_DATA"
 """Environment variable read for the data folder when ``root`` is not given."""
