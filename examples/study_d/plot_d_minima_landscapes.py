@@ -306,15 +306,35 @@ def train(data, epochs, name, seed):
     model, loss_fn, train_loader, test_loader = make_problem(data, seed)
     opt = OPTIMIZERS[name]([p for p in model.parameters() if p.requires_grad], seed)
     rec = {k: [] for k in ("train_loss", "train_acc", "test_loss", "test_acc", "train_acc_end")}
-    for _ in range(epochs):
+    rec["diverged"] = None
+    for epoch in range(epochs):
         loss_sum = correct = total = 0.0
+        start = copy.deepcopy(model.state_dict())
         for X, y in train_loader:
+            if rec["diverged"] is not None:
+                break
             loss = float(optim_step(opt, lambda X=X, y=y: loss_fn(model(X), y)))
+            finite = math.isfinite(loss) and all(
+                bool(torch.isfinite(p).all()) for p in model.parameters()
+            )
+            if not finite:  # a diverged run (L-BFGS's line search on a mini-batch can)
+                model.load_state_dict(start)
+                rec["diverged"] = epoch
+                print(
+                    f"{name}, seed {seed}: non-finite loss in epoch {epoch + 1}; weights "
+                    "restored to that epoch's start, training stopped"
+                )
+                break
             with torch.no_grad():
                 correct += int((model(X).argmax(1) == y).sum())
             loss_sum, total = loss_sum + loss * len(y), total + len(y)
-        rec["train_loss"].append(loss_sum / total)
-        rec["train_acc"].append(correct / total)
+        if rec["diverged"] is not None:  # the restored model's metrics for the rest
+            loss_now, acc_now = evaluate(model, loss_fn, train_loader)
+            rec["train_loss"].append(loss_now)
+            rec["train_acc"].append(acc_now)
+        else:
+            rec["train_loss"].append(loss_sum / total)
+            rec["train_acc"].append(correct / total)
         test_loss, test_acc = evaluate(model, loss_fn, test_loader)
         rec["test_loss"].append(test_loss)
         rec["test_acc"].append(test_acc)
