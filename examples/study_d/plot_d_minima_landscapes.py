@@ -43,7 +43,7 @@ At each minimum: the two largest Hessian eigenvalues and their eigenvectors
 (:func:`curvlab.eigsh`, with residuals :math:`\lVert Hv - \lambda v\rVert`), the trace
 (Hutch++, :func:`curvlab.trace`, with a standard error), the eigenvalue density (stochastic
 Lanczos quadrature, :func:`curvlab.spectral_density`) and the loss along the eigenvectors
-and on their plane (:mod:`curvlab.landscape`).
+and on their plane (``curvlab.landscape``).
 
 **The quick run.** 600 of the digits' 1,437 training images (a random subset per seed), in
 batches of 100 (6 steps per epoch, where MNIST at batch 1000 makes 60), 10 epochs, Apollo's
