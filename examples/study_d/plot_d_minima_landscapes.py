@@ -74,10 +74,10 @@ try:  # the interactive figure: plotly.js inlined into the page (works offline, 
                 include_plotlyjs=True,
                 include_mathjax=False,
                 full_html=False,
-                default_width="100%",
+                default_width="880px",
                 default_height=620,
                 validate=False,
-                config={"displaylogo": False, "responsive": True},
+                config={"displaylogo": False, "responsive": False},
             )
             return {"text/html": html}
 
@@ -597,7 +597,8 @@ if go is not None:
             col=i % 2 + 1,
         )
     pfig.update_scenes(xaxis_title="v1", yaxis_title="v2", zaxis_title="loss")
-    pfig.update_layout(height=620, margin=dict(l=0, r=0, t=30, b=0))
+    # a fixed size inside the content column (968 px at a 1400 px window)
+    pfig.update_layout(width=880, height=620, autosize=False, margin=dict(l=0, r=0, t=30, b=0))
 else:
     pfig = "plotly is not installed: the interactive figure is skipped"
 pfig
