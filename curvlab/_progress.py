@@ -23,7 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Callback", "Iterate", "Progress", "check_callback", "notify", "progress_bar"]
+__all__ = [
+    "Callback",
+    "Iterate",
+    "Progress",
+    "check_callback",
+    "check_progress",
+    "notify",
+    "progress_bar",
+]
 
 Progress = bool | Callable[[int, int | None, dict], Any] | None
 
@@ -66,6 +74,22 @@ class Iterate:
 
 
 Callback = Callable[[Iterate], Any] | None
+
+
+def check_progress(progress: Progress) -> Progress:
+    """Validate ``progress=`` (``None``, a bool or a callable); returns it.
+
+    Examples
+    --------
+    >>> check_progress(True)
+    True
+    """
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(
+            "progress must be True, False or a callable progress(done, total, info), got "
+            f"{type(progress).__name__}."
+        )
+    return progress
 
 
 def check_callback(callback: Callback) -> Callback:
@@ -182,10 +206,7 @@ class progress_bar:
             tty = hasattr(stream, "isatty") and stream.isatty()
             self.impl = _Bar(total, desc, unit) if tty else _Lines(total, desc, unit)
         else:
-            raise TypeError(
-                f"progress must be True, False or a callable progress(done, total, info), got "
-                f"{type(progress).__name__}."
-            )
+            check_progress(progress)  # raises: not None, a bool or a callable
 
     def __enter__(self):
         return self.impl

@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._progress import Progress
+from ._progress import Progress, check_progress
 from ._public import public_dir
 from ._random import Seed, draw_seed, make_generator
 from .linalg import eigsh
@@ -324,12 +324,7 @@ class CurvatureTracker:
         self.warm_start = bool(warm_start)
         self.eigsh_kwargs = {**_EIGSH_DEFAULTS, **eigsh_kwargs}
         self.operator_kwargs = dict(operator_kwargs or {})
-        if not (progress is None or isinstance(progress, bool) or callable(progress)):
-            raise TypeError(
-                "progress must be True, False or a callable progress(done, total, info), got "
-                f"{type(progress).__name__}."
-            )
-        self.progress = progress
+        self.progress = check_progress(progress)
         self._gen, self.seed = make_generator(seed)
         self.reset()
 

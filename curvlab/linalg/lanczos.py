@@ -625,11 +625,12 @@ def eigsh(
     if isinstance(v0, str):  # "gradient": one host read of the norm, once per call
         g = _gradient_start(op, n).to(dtype=dtype, device=device)
         gnorm = torch.linalg.vector_norm(g)
-        if not bool(torch.isfinite(g).all()):
+        gn = float(gnorm)  # non-finite exactly when an entry of g is
+        if not math.isfinite(gn):
             raise ValueError("v0='gradient': the loss gradient has NaN or Inf entries.")
         z = X0[:, 0]
         v = z / torch.linalg.vector_norm(z)
-        if float(gnorm) > 0:  # a zero gradient (a stationary point): the random start alone
+        if gn > 0:  # a zero gradient (a stationary point): the random start alone
             v = v + g / gnorm
         X0[:, 0] = v
     elif v0 is not None:
@@ -899,9 +900,10 @@ def eigsh(
     res_h = host[:-2]
     if res_all is None:  # the loop ended right after the decomposition's update
         res_all = np.linalg.norm(Go[:, :p] @ Y, axis=0) if Go.shape[0] else np.zeros(theta.size)
-    errors = _eigenvalue_errors(theta, sel, res_h, res_all)
-    trust_gap = criterion == "eigenvalue" and (p >= _MIN_BASIS_FOR_GAP or p >= n)
-    stop_on = errors if trust_gap else res_h
+    # the gap is trusted from a basis of _MIN_BASIS_FOR_GAP vectors (or the whole space)
+    trusted = p >= _MIN_BASIS_FOR_GAP or p >= n
+    errors = _eigenvalue_errors(theta, sel, res_h, res_all) if trusted else res_h.copy()
+    stop_on = errors if criterion == "eigenvalue" else res_h
     converged = bool((stop_on <= tol * np.abs(lam_h)).all())
     bar.close()
     result = EigenResult(
