@@ -11,12 +11,17 @@ sphinx-gallery page (a title docstring with the study box; a README.txt with a t
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import pytest
-from gallery_utils import EXAMPLES, run_smoke
+from gallery_utils import (
+    EXAMPLES,
+    assert_fits_columns,
+    assert_gallery_page,
+    assert_titled_readme,
+    run_smoke,
+)
 
 pytest.importorskip("optuna")  # study B's pages tune with Optuna (the docs extra)
 
@@ -71,8 +76,7 @@ def smoke(name: str, tmp_path: Path) -> str:
     proc = run_smoke(EXAMPLES / name, tmp_path)
     assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
     assert list(tmp_path.iterdir()) == [], f"{name} wrote files into its working directory"
-    wide = [line for line in proc.stdout.splitlines() if len(line) > 80]
-    assert not wide, f"{name}: output wider than 80 columns: {wide}"
+    assert_fits_columns(proc.stdout, name)
     findings = proc.stdout.split("\nFindings\n", 1)
     assert len(findings) == 2, f"{name} printed no findings"
     assert all(n in findings[1] for n in NAMES), findings[1]
@@ -127,22 +131,11 @@ def test_every_page_is_tested():
 
 @pytest.mark.parametrize("name", SCRIPTS, ids=lambda n: Path(n).stem)
 def test_script_is_a_gallery_page(name):
-    """A title docstring (title line, === underline of the same length), the study box,
-    prose cells, the modes, no show()."""
-    source = (EXAMPLES / name).read_text()
-    doc = ast.get_docstring(ast.parse(source), clean=False)
-    assert doc, f"{name} has no module docstring"
-    lines = doc.strip("\n").splitlines()
-    assert len(lines) >= 3 and set(lines[1]) == {"="} and len(lines[1]) >= len(lines[0].rstrip())
-    assert ".. admonition::" in doc and "**Not here:**" in doc and "**Data:**" in doc
-    assert "# %%" in source
-    assert "plt.show(" not in source
-    assert "CURVLAB_FULL" in source and "CURVLAB_SMOKE" in source
-    assert "# sphinx_gallery_start_ignore" in source and "# sphinx_gallery_end_ignore" in source
+    """The study page's shape (gallery_utils.assert_gallery_page)."""
+    source = assert_gallery_page(name)
+    assert "**Not here:**" in source and "**Data:**" in source
 
 
 @pytest.mark.parametrize("folder", ["study_b"])
 def test_gallery_folder_has_a_titled_readme(folder):
-    text = (EXAMPLES / folder / "README.txt").read_text().splitlines()
-    assert len(text) >= 3 and text[0].strip() and set(text[1].strip()) == {"="}
-    assert len(text[1].strip()) >= len(text[0].strip())
+    assert_titled_readme(folder)

@@ -13,12 +13,17 @@ the comparison with the original.
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
 import pytest
-from gallery_utils import EXAMPLES, run_smoke
+from gallery_utils import (
+    EXAMPLES,
+    assert_gallery_page,
+    assert_titled_readme,
+    check_smoke_tables,
+    table,
+)
 
 
 def _sd(x: str) -> float:
@@ -82,57 +87,18 @@ SCRIPTS = {
 }
 
 
-def table(stdout: str, header_words: list[str]) -> dict[str, list[str]]:
-    """Rows of the table under the first line holding every header word, by first cell."""
-    lines = stdout.splitlines()
-    for i, line in enumerate(lines):
-        if all(w in line for w in header_words):
-            body = lines[i + 1 :]
-            assert body and set(body[0].strip()) == {"-"}, f"no rule under the header:\n{stdout}"
-            rows = {}
-            for row in body[1:]:
-                cells = row.split()
-                if not cells:
-                    break
-                rows[cells[0]] = cells
-            return rows
-    raise AssertionError(f"no table header with {header_words} in the output:\n{stdout}")
-
-
 @pytest.mark.parametrize("name", sorted(SCRIPTS), ids=lambda n: Path(n).stem)
 def test_script_runs_in_smoke_mode(name, tmp_path):
-    proc = run_smoke(EXAMPLES / name, tmp_path)
-    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-    for header, labels, check in SCRIPTS[name]:
-        rows = table(proc.stdout, header)
-        assert sorted(rows) == sorted(labels), f"{name}: rows {sorted(rows)}, expected {labels}"
-        for label in labels:
-            try:
-                check(rows[label])
-            except (AssertionError, ValueError, IndexError) as err:
-                raise AssertionError(f"{name}: bad row {' '.join(rows[label])!r}") from err
-    wide = [line for line in proc.stdout.splitlines() if len(line) > 80]
-    assert not wide, f"{name}: printed lines wider than 80 columns: {wide}"
-    assert list(tmp_path.iterdir()) == [], f"{name} wrote files into its working directory"
+    check_smoke_tables(name, tmp_path, SCRIPTS[name])
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS), ids=lambda n: Path(n).stem)
 def test_script_is_a_gallery_page(name):
-    """Title docstring, prose cells, a comparison with the original, both run sizes, no show()."""
-    source = (EXAMPLES / name).read_text()
-    doc = ast.get_docstring(ast.parse(source), clean=False)
-    assert doc, f"{name} has no module docstring"
-    lines = doc.strip("\n").splitlines()
-    assert len(lines) >= 3 and set(lines[1]) == {"="} and len(lines[1]) >= len(lines[0].rstrip())
-    assert source.count("# %%") >= 4
+    """The study page's shape (gallery_utils.assert_gallery_page) and a comparison with
+    the original."""
+    source = assert_gallery_page(name)
     assert "Comparison with the original" in source
-    assert "RESULTS_PROSE" not in source
-    assert "plt.show(" not in source
-    assert "CURVLAB_FULL" in source and "CURVLAB_SMOKE" in source
-    assert "CURVLAB_ORIGINAL" in source
-    assert ".. admonition::" in doc  # the box: what is covered, what is not
-    assert "# sphinx_gallery_start_ignore" in source  # the mode switches stay off the page
-    assert "Findings" in source and "assert " in source  # claims printed and asserted
+    assert "assert " in source  # claims printed and asserted
 
 
 def test_study_d_embeds_plotly_offline():
@@ -146,9 +112,7 @@ def test_study_d_embeds_plotly_offline():
 
 @pytest.mark.parametrize("folder", ["study_c", "study_d"])
 def test_gallery_folder_has_a_titled_readme(folder):
-    text = (EXAMPLES / folder / "README.txt").read_text().splitlines()
-    assert len(text) >= 3 and text[0].strip() and set(text[1].strip()) == {"="}
-    assert len(text[1].strip()) >= len(text[0].strip())
+    assert_titled_readme(folder)
 
 
 def test_table_parser_rejects_a_missing_table():
