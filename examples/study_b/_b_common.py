@@ -2,7 +2,9 @@
 
 The six optimizers of the study under one constructor, the study's search space and its
 Optuna TPE tuning, the study's per-epoch cosine schedule, the original code's probe
-distributions (for the pages' original modes) and the summaries over seeds.
+distributions (for the pages' original modes), the summaries over seeds, and for the task
+pages (B2, B3) their modes, the runs over settings and seeds, the summary table and the
+curves figure.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -34,10 +38,53 @@ STUDY_KEY = {
     "SADH": "sadh",
     "SSVP": "ssvp",
 }
+#: the seeds the original's scripts list (the pages' original modes)
+ORIGINAL_SEEDS = [10100202, 111011, 110111, 1010]
+COLORS = dict(zip(NAMES, plt.cm.tab10.colors))
 
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "0") == "1"
+
+
+def line_style(name: str) -> str:
+    """Dashed for the first-order baselines (SGD, Adam), solid for the curvature rules."""
+    return "--" if name in ("SGD", "Adam") else "-"
+
+
+@dataclass(frozen=True)
+class TaskMode:
+    """The modes of a task page (B2, B3), read from the environment by :func:`task_mode`."""
+
+    original: bool  # CURVLAB_ORIGINAL: the full size at the published settings, its probes
+    full: bool  # CURVLAB_FULL (or the original mode): the published size
+    smoke: bool  # CURVLAB_SMOKE: a few steps, for the test suite
+    tune_trials: int  # 0: no tuning (only at full size, not in the original mode)
+    tune_epochs: int
+    device: str
+    probes: str  # "original" or "curvlab" (make_optimizer's probes=)
+    threads: int  # the intra-op threads at the start, for the page to restore at its end
+
+
+def task_mode(tune_epochs: int) -> TaskMode:
+    """The modes of a task page; ``B_TUNE_TRIALS`` (20) and ``B_TUNE_EPOCHS``
+    (``tune_epochs``) set the tuning at full size. Below full size it sets one intra-op
+    thread (the tensors are small: as fast, and the numbers do not depend on the cores)."""
+    original = env_flag("CURVLAB_ORIGINAL")
+    full = env_flag("CURVLAB_FULL") or original
+    threads = torch.get_num_threads()
+    if not full:
+        torch.set_num_threads(1)
+    return TaskMode(
+        original=original,
+        full=full,
+        smoke=env_flag("CURVLAB_SMOKE"),
+        tune_trials=int(os.environ.get("B_TUNE_TRIALS", "20")) if full and not original else 0,
+        tune_epochs=int(os.environ.get("B_TUNE_EPOCHS", str(tune_epochs))),
+        device="cuda" if full and torch.cuda.is_available() else "cpu",
+        probes="original" if original else "curvlab",
+        threads=threads,
+    )
 
 
 # The original code's probes, for the original modes. Its SSDH and SADH drew "Rademacher"
@@ -220,3 +267,99 @@ def run_epochs(
         if not math.isfinite(mean):
             break
     return out
+
+
+# The task pages (B2, B3): ``run(name, (lr, rho, beta2), seed, epochs)`` is a page's one run
+# (a :func:`run_epochs` record); ``settings`` maps a label ("published", "tuned here") to a
+# table {optimizer: (lr, rho, beta2)}.
+def tune_settings(run: Callable, trials: int, epochs: int) -> dict:
+    """Every optimizer tuned with :func:`tune` (seed 0), a trial being ``run`` with seed 0
+    for ``epochs`` epochs scored by the log of its last epoch's mean training loss (as on
+    page B1); returns the table {optimizer: (lr, rho, beta2)}."""
+    tuned = {}
+    for name in NAMES:
+
+        def objective(hp, name=name):
+            last = run(name, (hp["lr"], hp["rho"], hp["beta2"]), 0, epochs)["train"][-1]
+            return math.log(max(last, 1e-300))
+
+        hp, _ = tune(name, objective, trials)
+        tuned[name] = (hp["lr"], hp["rho"], hp["beta2"])
+    print(f"tuning: {trials} TPE trials of {epochs} epochs per optimizer")
+    return tuned
+
+
+def run_seeds(run: Callable, settings: dict, seeds: Sequence[int], epochs: int) -> dict:
+    """``runs[name, label]``: the records of ``run`` for every seed."""
+    return {
+        (name, label): [run(name, table[name], seed, epochs) for seed in seeds]
+        for label, table in settings.items()
+        for name in NAMES
+    }
+
+
+def summary_table(
+    runs: dict, settings: dict, epochs: int, metric: str, column: str, specs: tuple[str, str]
+) -> dict:
+    """Print the last epoch's training loss and ``metric`` (a key of the eval records, headed
+    ``column``, printed with the format ``specs`` for the mean and the sd): mean and sample
+    standard deviation over the seeds. Returns ``summary[name, label] = ((train mean, sd),
+    (metric mean, sd))``."""
+    seeds = len(next(iter(runs.values())))
+    w_mean, w_sd = (spec.split(".")[0] for spec in specs)
+    print(f"\n{epochs} epochs, {seeds} seeds: mean and standard deviation over the seeds")
+    print(
+        f"{'optimizer':13s} {'setting':11s} {'lr':>7s} {'rho':>7s} {'train loss':>10s} {'sd':>7s}"
+        f" {column:>{w_mean}s} {'sd':>{w_sd}s}"
+    )
+    summary = {}
+    for (name, label), rs in runs.items():
+        lr, rho, _ = settings[label][name]
+        tr = mean_sd([r["train"][-1] for r in rs])
+        m = mean_sd([r["eval"][-1][metric] for r in rs])
+        summary[name, label] = (tr, m)
+        print(
+            f"{name:13s} {label:11s} {lr:7.3g} {fmt(rho):>7s} {tr[0]:10.4f} {tr[1]:7.4f}"
+            f" {m[0]:{specs[0]}} {m[1]:{specs[1]}}"
+        )
+    return summary
+
+
+def plot_band(ax, x, curves: np.ndarray, name: str, *, geometric: bool = False, **kw) -> None:
+    """``curves`` (seeds x points) of optimizer ``name``: the band from the smallest to the
+    largest and the mean (geometric with ``geometric``) in the optimizer's colour and style."""
+    mean = np.exp(np.log(curves).mean(0)) if geometric else curves.mean(0)
+    ax.fill_between(x, curves.min(0), curves.max(0), color=COLORS[name], alpha=0.2, lw=0)
+    ax.plot(x, mean, color=COLORS[name], ls=line_style(name), label=name, **kw)
+
+
+def curves_figure(
+    runs: dict,
+    metric: str,
+    ylabels: tuple[str, str],
+    logy: tuple[bool, bool],
+    best: tuple[float, float] | None = None,
+):
+    """The published settings' training loss and ``metric`` per epoch (the mean over the
+    seeds, the band from the smallest to the largest), with dotted lines at ``best`` (the
+    lowest possible values) if given."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name in NAMES:
+        rs = runs[name, "published"]
+        n = min(len(r["train"]) for r in rs)
+        epochs = np.arange(1, n + 1)
+        plot_band(axes[0], epochs, np.array([r["train"][:n] for r in rs]), name, marker=".")
+        curves = np.array([[e[metric] for e in r["eval"][:n]] for r in rs])
+        plot_band(axes[1], epochs, curves, name, marker=".")
+    if best is not None:
+        axes[0].axhline(best[0], color="k", ls=":", lw=1)
+        axes[1].axhline(best[1], color="k", ls=":", lw=1, label="best possible")
+    for ax, ylabel, log in zip(axes, ylabels, logy):
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch")
+        if log:
+            ax.set_yscale("log")
+    axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("published settings", fontsize="medium")
+    fig.tight_layout()
+    return fig

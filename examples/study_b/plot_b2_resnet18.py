@@ -45,27 +45,18 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b2.py"))))
-from _b_common import env_flag  # noqa: E402
+from _b_common import ORIGINAL_SEEDS, task_mode  # noqa: E402
 
-# the original mode: the full size at the published settings, the original's probes
-ORIGINAL = env_flag("CURVLAB_ORIGINAL")
-FULL = env_flag("CURVLAB_FULL") or ORIGINAL
-SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
-if SMOKE:
+# CURVLAB_FULL=1, CURVLAB_ORIGINAL=1, CURVLAB_SMOKE=1 (a few steps, for the test suite);
+# one intra-op thread below full size (small convolutions: as fast, and reproducible)
+MODE = task_mode(tune_epochs=4)
+FULL, DEVICE = MODE.full, MODE.device
+if MODE.smoke:
     EPOCHS, SEEDS, TRAIN_LIMIT = 1, [0, 1], 256
 elif FULL:
-    EPOCHS, SEEDS, TRAIN_LIMIT = 128, [0, 1, 2], None
-    if ORIGINAL:  # the seeds the original's script lists
-        SEEDS = [10100202, 111011, 110111, 1010]
+    EPOCHS, SEEDS, TRAIN_LIMIT = 128, ORIGINAL_SEEDS if MODE.original else [0, 1, 2], None
 else:
     EPOCHS, SEEDS, TRAIN_LIMIT = 6, [0, 1, 2], None
-TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL and not ORIGINAL else 0
-TUNE_EPOCHS = int(os.environ.get("B_TUNE_EPOCHS", "4"))
-THREADS = torch.get_num_threads()
-if not FULL:
-    torch.set_num_threads(1)  # small convolutions: one thread is as fast, and reproducible
-DEVICE = "cuda" if FULL and torch.cuda.is_available() else "cpu"
-PROBES = "original" if ORIGINAL else "curvlab"
 # sphinx_gallery_end_ignore
 
 # %%
@@ -73,15 +64,13 @@ PROBES = "original" if ORIGINAL else "curvlab"
 # ----
 # By default, the embedded digits; at full size, CIFAR-10 read from its python pickles
 # (no torchvision needed), normalized per channel with the training set's statistics.
-import math
 import pickle
 import textwrap
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch.nn.functional as F
-from _b_common import NAMES, fmt, mean_sd, run_epochs, tune
+from _b_common import NAMES, curves_figure, run_epochs, run_seeds, summary_table, tune_settings
 from _b_common import make_optimizer as make
 
 from curvlab.problems import ResNet, digits
@@ -124,7 +113,7 @@ if TRAIN_LIMIT:
 X, y, X_test, y_test = (t.to(DEVICE) for t in (X, y, X_test, y_test))
 BATCH = 256
 print(f"{len(X)} training and {len(X_test)} test images of shape {tuple(X.shape[1:])}")
-if not (FULL or SMOKE):  # the sizes the box above states
+if not (FULL or MODE.smoke):  # the sizes the box above states
     assert (len(X), len(X_test), X.shape[-1]) == (1437, 360, 8)
 
 
@@ -161,16 +150,16 @@ PUBLISHED = {
 # loss and accuracy.
 def evaluate(model):
     loss, correct = 0.0, 0
-    for i in range(0, len(X_test), 1000):
-        out = model(X_test[i : i + 1000])
-        loss += float(F.cross_entropy(out, y_test[i : i + 1000], reduction="sum"))
-        correct += int((out.argmax(1) == y_test[i : i + 1000]).sum())
+    for xb, yb in zip(X_test.split(1000), y_test.split(1000)):
+        out = model(xb)
+        loss += float(F.cross_entropy(out, yb, reduction="sum"))
+        correct += int((out.argmax(1) == yb).sum())
     return {"test loss": loss / len(X_test), "test accuracy": correct / len(X_test)}
 
 
 def run(name, hp, seed, epochs):
     model = new_model(seed)
-    opt = make(name, model.parameters(), *hp, seed=seed, probes=PROBES)
+    opt = make(name, model.parameters(), *hp, seed=seed, probes=MODE.probes)
     gen = torch.Generator().manual_seed(seed)
 
     def batches(epoch):
@@ -186,81 +175,30 @@ def run(name, hp, seed, epochs):
 # %%
 # Tuning (full size only)
 # -----------------------
-# Optuna's TPE sampler (seed 0) over the study's box, scored by the last epoch's mean
-# training loss, as on page B1.
+# Optuna's TPE sampler (seed 0) over the study's box, scored by the log of the last epoch's
+# mean training loss, as on page B1.
 settings = {"published": PUBLISHED}
-if TUNE_TRIALS:
-    tuned = {}
-    for name in NAMES:
-        hp, _ = tune(
-            name,
-            lambda hp, n=name: math.log(
-                run(n, (hp["lr"], hp["rho"], hp["beta2"]), 0, TUNE_EPOCHS)["train"][-1]
-            ),
-            TUNE_TRIALS,
-        )
-        tuned[name] = (hp["lr"], hp["rho"], hp["beta2"])
-    settings["tuned here"] = tuned
-    print(f"tuning: {TUNE_TRIALS} TPE trials of {TUNE_EPOCHS} epochs per optimizer")
+if MODE.tune_trials:
+    settings["tuned here"] = tune_settings(run, MODE.tune_trials, MODE.tune_epochs)
 
 # %%
 # The runs
 # --------
-runs = {
-    (name, label): [run(name, table[name], seed, EPOCHS) for seed in SEEDS]
-    for label, table in settings.items()
-    for name in NAMES
-}
-
-print(f"\n{EPOCHS} epochs, {len(SEEDS)} seeds: mean and standard deviation over the seeds")
-print(
-    f"{'optimizer':13s} {'setting':11s} {'lr':>7s} {'rho':>7s} {'train loss':>10s} {'sd':>7s}"
-    f" {'test acc':>8s} {'sd':>6s}"
-)
-summary = {}
-for (name, label), rs in runs.items():
-    lr, rho, _ = settings[label][name]
-    tr = mean_sd([r["train"][-1] for r in rs])
-    acc = mean_sd([r["eval"][-1]["test accuracy"] for r in rs])
-    summary[name, label] = (tr, acc)
-    print(
-        f"{name:13s} {label:11s} {lr:7.3g} {fmt(rho):>7s} {tr[0]:10.4f} {tr[1]:7.4f}"
-        f" {acc[0]:8.4f} {acc[1]:6.4f}"
-    )
+runs = run_seeds(run, settings, SEEDS, EPOCHS)
+summary = summary_table(runs, settings, EPOCHS, "test accuracy", "test acc", ("8.4f", "6.4f"))
 
 # %%
 # Curves
 # ------
 # Mean over the seeds, the band from the smallest to the largest.
-colors = dict(zip(NAMES, plt.cm.tab10.colors))
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-for name in NAMES:
-    rs = runs[name, "published"]
-    n = min(len(r["train"]) for r in rs)
-    epochs = np.arange(1, n + 1)
-    for ax, curves in (
-        (axes[0], np.array([r["train"][:n] for r in rs])),
-        (axes[1], np.array([[e["test accuracy"] for e in r["eval"][:n]] for r in rs])),
-    ):
-        ax.fill_between(epochs, curves.min(0), curves.max(0), color=colors[name], alpha=0.2)
-        ax.plot(
-            epochs,
-            curves.mean(0),
-            color=colors[name],
-            label=name,
-            ls="--" if name in ("SGD", "Adam") else "-",
-            marker=".",
-        )
-axes[0].set_yscale("log")
-axes[0].set_ylabel("training loss (epoch mean)")
-axes[1].set_ylabel("test accuracy")
-for ax in axes:
-    ax.set_xlabel("epoch")
-axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-fig.suptitle("published settings", fontsize="medium")
-fig.tight_layout()
+curves_figure(
+    runs,
+    "test accuracy",
+    ("training loss (epoch mean)", "test accuracy"),
+    logy=(True, False),
+)
 
-torch.set_num_threads(THREADS)
+torch.set_num_threads(MODE.threads)
 
 # %%
 # Findings

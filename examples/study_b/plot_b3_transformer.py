@@ -41,27 +41,18 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(globals().get("__file__", "b3.py"))))
-from _b_common import env_flag  # noqa: E402
+from _b_common import ORIGINAL_SEEDS, task_mode  # noqa: E402
 
-# the original mode: the full size at the published settings, the original's probes
-ORIGINAL = env_flag("CURVLAB_ORIGINAL")
-FULL = env_flag("CURVLAB_FULL") or ORIGINAL
-SMOKE = env_flag("CURVLAB_SMOKE")  # a few steps, for the test suite
-if SMOKE:
+# CURVLAB_FULL=1, CURVLAB_ORIGINAL=1, CURVLAB_SMOKE=1 (a few steps, for the test suite);
+# one intra-op thread below full size (small matrices: as fast, and reproducible)
+MODE = task_mode(tune_epochs=2)
+FULL, DEVICE = MODE.full, MODE.device
+if MODE.smoke:
     EPOCHS, SEEDS, BATCH, STEPS = 1, [0, 1], 8, 2
 elif FULL:
-    EPOCHS, SEEDS, BATCH, STEPS = 64, [0, 1, 2], 128, None
-    if ORIGINAL:  # the seeds the original's script lists
-        SEEDS = [10100202, 111011, 110111, 1010]
+    EPOCHS, SEEDS, BATCH, STEPS = 64, ORIGINAL_SEEDS if MODE.original else [0, 1, 2], 128, None
 else:
     EPOCHS, SEEDS, BATCH, STEPS = 5, [0, 1, 2], 16, 24
-TUNE_TRIALS = int(os.environ.get("B_TUNE_TRIALS", "20")) if FULL and not ORIGINAL else 0
-TUNE_EPOCHS = int(os.environ.get("B_TUNE_EPOCHS", "2"))
-THREADS = torch.get_num_threads()
-if not FULL:
-    torch.set_num_threads(1)  # small matrices: one thread is as fast, and reproducible
-DEVICE = "cuda" if FULL and torch.cuda.is_available() else "cpu"
-PROBES = "original" if ORIGINAL else "curvlab"
 # sphinx_gallery_end_ignore
 
 # %%
@@ -77,10 +68,9 @@ import math
 import textwrap
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch.nn.functional as F
-from _b_common import NAMES, fmt, mean_sd, run_epochs, tune
+from _b_common import NAMES, curves_figure, run_epochs, run_seeds, summary_table, tune_settings
 from _b_common import make_optimizer as make
 
 from curvlab.problems import Transformer
@@ -205,7 +195,7 @@ def evaluate(model):
 
 def run(name, hp, seed, epochs):
     model = new_model(seed)
-    opt = make(name, model.parameters(), *hp, seed=seed, probes=PROBES, max_grad_norm=1.0)
+    opt = make(name, model.parameters(), *hp, seed=seed, probes=MODE.probes, max_grad_norm=1.0)
     return run_epochs(
         model,
         opt,
@@ -220,83 +210,32 @@ def run(name, hp, seed, epochs):
 # %%
 # Tuning (full size only)
 # -----------------------
-# Optuna's TPE sampler (seed 0) over the study's box, scored by the last epoch's mean
-# training loss, as on page B1.
+# Optuna's TPE sampler (seed 0) over the study's box, scored by the log of the last epoch's
+# mean training loss, as on page B1.
 settings = {"published": PUBLISHED}
-if TUNE_TRIALS:
-    tuned = {}
-    for name in NAMES:
-
-        def objective(hp, name=name):
-            return run(name, (hp["lr"], hp["rho"], hp["beta2"]), 0, TUNE_EPOCHS)["train"][-1]
-
-        hp, _ = tune(name, objective, TUNE_TRIALS)
-        tuned[name] = (hp["lr"], hp["rho"], hp["beta2"])
-    settings["tuned here"] = tuned
-    print(f"tuning: {TUNE_TRIALS} TPE trials of {TUNE_EPOCHS} epochs per optimizer")
+if MODE.tune_trials:
+    settings["tuned here"] = tune_settings(run, MODE.tune_trials, MODE.tune_epochs)
 
 # %%
 # The runs
 # --------
-runs = {
-    (name, label): [run(name, table[name], seed, EPOCHS) for seed in SEEDS]
-    for label, table in settings.items()
-    for name in NAMES
-}
-
-print(f"\n{EPOCHS} epochs, {len(SEEDS)} seeds: mean and standard deviation over the seeds")
-print(
-    f"{'optimizer':13s} {'setting':11s} {'lr':>7s} {'rho':>7s} {'train loss':>10s} {'sd':>7s}"
-    f" {'test ppl':>8s} {'sd':>7s}"
-)
-summary = {}
-for (name, label), rs in runs.items():
-    lr, rho, _ = settings[label][name]
-    tr = mean_sd([r["train"][-1] for r in rs])
-    ppl = mean_sd([r["eval"][-1]["test perplexity"] for r in rs])
-    summary[name, label] = (tr, ppl)
-    print(
-        f"{name:13s} {label:11s} {lr:7.3g} {fmt(rho):>7s} {tr[0]:10.4f} {tr[1]:7.4f}"
-        f" {ppl[0]:8.3f} {ppl[1]:7.3f}"
-    )
+runs = run_seeds(run, settings, SEEDS, EPOCHS)
+summary = summary_table(runs, settings, EPOCHS, "test perplexity", "test ppl", ("8.3f", "7.3f"))
 
 # %%
 # Curves
 # ------
 # Mean over the seeds, the band from the smallest to the largest; the dotted line is the
 # best possible perplexity of the chain.
-colors = dict(zip(NAMES, plt.cm.tab10.colors))
-fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-for name in NAMES:
-    rs = runs[name, "published"]
-    n = min(len(r["train"]) for r in rs)
-    epochs = np.arange(1, n + 1)
-    for ax, curves in (
-        (axes[0], np.array([r["train"][:n] for r in rs])),
-        (axes[1], np.array([[e["test perplexity"] for e in r["eval"][:n]] for r in rs])),
-    ):
-        ax.fill_between(epochs, curves.min(0), curves.max(0), color=colors[name], alpha=0.2)
-        ax.plot(
-            epochs,
-            curves.mean(0),
-            color=colors[name],
-            label=name,
-            ls="--" if name in ("SGD", "Adam") else "-",
-            marker=".",
-        )
-if ENTROPY is not None:
-    axes[0].axhline(ENTROPY, color="k", ls=":", lw=1)
-    axes[1].axhline(math.exp(ENTROPY), color="k", ls=":", lw=1, label="best possible")
-axes[0].set_ylabel("training cross-entropy (epoch mean)")
-axes[1].set_ylabel("test perplexity")
-axes[1].set_yscale("log")
-for ax in axes:
-    ax.set_xlabel("epoch")
-axes[1].legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-fig.suptitle("published settings", fontsize="medium")
-fig.tight_layout()
+curves_figure(
+    runs,
+    "test perplexity",
+    ("training cross-entropy (epoch mean)", "test perplexity"),
+    logy=(False, True),
+    best=None if ENTROPY is None else (ENTROPY, math.exp(ENTROPY)),
+)
 
-torch.set_num_threads(THREADS)
+torch.set_num_threads(MODE.threads)
 
 # %%
 # Findings
