@@ -99,7 +99,18 @@ import textwrap
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _b_common import CLIPPED, NAMES, STUDY_KEY, cosine_schedule, fmt, geo_summary, tune
+from _b_common import (
+    CLIPPED,
+    COLORS,
+    NAMES,
+    STUDY_KEY,
+    cosine_schedule,
+    fmt,
+    geo_summary,
+    line_style,
+    plot_band,
+    tune,
+)
 from _b_common import make_optimizer as make
 
 import curvlab as cl
@@ -107,7 +118,6 @@ from curvlab.optim import step as optim_step
 from curvlab.problems import rahimi_recht
 
 BATCH = 128
-STEPS_PER_EPOCH = math.ceil(1000 / BATCH)  # 8
 DTYPE = torch.float32 if ORIGINAL else torch.float64
 
 # The original's instances, quoted from JY-sakata/second-ord-adaptive-opt@
@@ -117,19 +127,20 @@ DTYPE = torch.float32 if ORIGINAL else torch.float64
 # matches the condition numbers instead (different matrices, data and initial weights).
 ORIGINAL_INSTANCES = {30.0: (29.3215, 36.048), 1e4: (15099.1000, 10828.9)}
 
-problems = {}
+problems, RMSE0 = {}, {}
 for c in RUN_CONDS:
     p = rahimi_recht(c=c, seed=0, dtype=DTYPE)
     init = {k: v.clone() for k, v in p.model.state_dict().items()}
     problems[c] = (p, init)
     with torch.no_grad():
-        rmse0 = float(p.loss_fn(p.model(p.X), p.Y))
+        RMSE0[c] = float(p.loss_fn(p.model(p.X), p.Y))
     print(
-        f"c = {c:g}: cond(A) = {p.cond:,.1f}, initial training RMSE {rmse0:.4g}\n"
+        f"c = {c:g}: cond(A) = {p.cond:,.1f}, initial training RMSE {RMSE0[c]:.4g}\n"
         f"  the original's instance: cond(A) = {ORIGINAL_INSTANCES[c][0]:,.1f}, "
         f"initial RMSE {ORIGINAL_INSTANCES[c][1]:.4g}"
     )
 CONDS = {c: f"{problems[c][0].cond:,.0f}" for c in problems}
+STEPS_PER_EPOCH = math.ceil(len(p.X) / BATCH)  # 8 (1,000 points)
 
 # %%
 # Twelve points that stand for a thousand
@@ -155,10 +166,10 @@ for c, (p, _) in problems.items():
         for data in ([(p.X, p.Y)], reduced[c])
     ]
     with torch.no_grad():
-        full, small = (float(p.loss_fn(p.model(X), Y)) for X, Y in ([(p.X, p.Y)] + reduced[c]))
+        small = float(p.loss_fn(p.model(Xr), reduced[c][0][1]))
     tol = 1e-4 if ORIGINAL else 1e-10
-    assert math.isclose(full, small, rel_tol=tol), (full, small)
-    assert torch.allclose(ops[0] @ v, ops[1] @ v, rtol=1e3 * tol, atol=tol * full)
+    assert math.isclose(RMSE0[c], small, rel_tol=tol), (RMSE0[c], small)
+    assert torch.allclose(ops[0] @ v, ops[1] @ v, rtol=1e3 * tol, atol=tol * RMSE0[c])
 
 # %%
 # The study's published settings and its search space
@@ -365,7 +376,6 @@ for (c, name, label), rs in runs.items():
 fig, axes = plt.subplots(
     len(problems), len(LABELS), figsize=(5.2 * len(LABELS), 7.6), squeeze=False, sharex=True
 )
-colors = dict(zip(NAMES, plt.cm.tab10.colors))
 for row, c in enumerate(problems):
     for col, label in enumerate(LABELS):
         ax = axes[row, col]
@@ -375,15 +385,8 @@ for row, c in enumerate(problems):
             rs = runs[c, name, label]
             n = min(len(r["losses"]) for r in rs)
             curves = np.array([np.clip(r["losses"][:n], 1e-300, 1e300) for r in rs])
-            x = np.arange(n) * STEPS_PER_EPOCH
-            ax.fill_between(x, curves.min(0), curves.max(0), color=colors[name], alpha=0.2, lw=0)
-            ax.semilogy(
-                x,
-                np.exp(np.log(curves).mean(0)),
-                color=colors[name],
-                ls="--" if name in ("SGD", "Adam") else "-",
-                label=name,
-            )
+            plot_band(ax, np.arange(n) * STEPS_PER_EPOCH, curves, name, geometric=True)
+        ax.set_yscale("log")
         ax.set_title(f"cond(A) = {CONDS[c]}, {label}", fontsize="medium")
         ax.set_ylabel("training RMSE")
         if row == len(problems) - 1:
@@ -407,8 +410,8 @@ for c in problems:
                 ax.plot(
                     [s["iteration"] for s in st],
                     [s[which][key] for s in st],
-                    color=colors[name],
-                    ls="--" if name in ("SGD", "Adam") else "-",
+                    color=COLORS[name],
+                    ls=line_style(name),
                     label=name,
                 )
             if key != "fraction positive":
@@ -431,7 +434,7 @@ for ax, c in zip(axes[0], problems):
         ax.plot(
             [s["iteration"] for s in st],
             [s["clip rate"] for s in st],
-            color=colors[name],
+            color=COLORS[name],
             label=name,
         )
     ax.set_title(f"clip rate, cond(A) = {CONDS[c]}", fontsize="medium")
@@ -447,8 +450,6 @@ torch.set_num_threads(THREADS)
 # The paragraph below is written by the script from the results above (so it cannot go
 # stale). "Rounding level" means a final training RMSE below :math:`10^{-10}` in float64
 # (in the original mode's float32: ten float32 epsilons times the initial RMSE).
-# (in float32, the original mode: below ten float32 epsilons times the initial RMSE)
-RMSE0 = {c: runs[c, NAMES[0], LABELS[0]][0]["losses"][0] for c in problems}
 ROUNDS = {
     c: 1e-10 if DTYPE == torch.float64 else 10 * torch.finfo(DTYPE).eps * RMSE0[c] for c in problems
 }
